@@ -1,0 +1,59 @@
+#!/bin/sh
+# Runs every test and prints "N passed, N failed" as its last line; exits non-zero on any failure.
+#
+#   tests/run.sh [--unit-only] BUILD_DIR
+#
+# Unit tests: BUILD_DIR/tests/test_* (cmocka, TAP output). Integration tests: tests/integration/*.sh
+# and *.py, run with BUILD=BUILD_DIR in the environment; they print TAP lines ("ok N - name",
+# "not ok N - name") too. A program that exits non-zero without reporting a failed case counts as
+# one failure of its own.
+set -u
+unit_only=0
+if [ "${1:-}" = "--unit-only" ]; then unit_only=1; shift; fi
+BUILD=${1:-build}
+export BUILD
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export DOVETAIL_ROOT="$ROOT"
+export CMOCKA_MESSAGE_OUTPUT=TAP
+export OPENBLAS_NUM_THREADS=1
+PY=/usr/bin/python3
+passed=0
+failed=0
+failures=""
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+run_one() { # name, command...
+    name=$1; shift
+    start=$(date +%s)
+    timeout "${DOVETAIL_TEST_TIMEOUT:-900}" "$@" >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    p=$(grep -c '^ok ' "$log")
+    f=$(grep -c '^not ok ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+        echo "not ok - $name exited with status $rc"
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    [ "$f" -gt 0 ] && failures="$failures $name"
+    echo "# $name: $p passed, $f failed ($(( $(date +%s) - start )) s)"
+}
+
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    run_one "$(basename "$t")" "$t"
+done
+if [ "$unit_only" -eq 0 ]; then
+    for t in "$ROOT"/tests/integration/*.sh "$ROOT"/tests/integration/*.py; do
+        [ -f "$t" ] || continue
+        case "$t" in
+            *.py) run_one "$(basename "$t")" "$PY" "$t" ;;
+            *) run_one "$(basename "$t")" sh "$t" ;;
+        esac
+    done
+fi
+[ -n "$failures" ] && echo "# failed:$failures"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
