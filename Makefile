@@ -89,7 +89,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 demo: $(BUILD)/demo/.stamp
-$(BUILD)/demo/.stamp: scripts/gen_demo.py
+$(BUILD)/demo/.stamp: scripts/gen_demo.py scripts/demo_vocab.json
 	@mkdir -p $(BUILD)/demo
 	$(PY) scripts/gen_demo.py --out $(BUILD)/demo
 	@touch $@
