@@ -1262,6 +1262,8 @@ def main(argv):
     ap.add_argument("--seed", type=int, default=SEED, help="random seed (default %(default)s)")
     ap.add_argument("--achievements", type=int, default=N_ACHIEVEMENTS, help="default %(default)s")
     ap.add_argument("--demands", type=int, default=N_DEMANDS, help="default %(default)s")
+    ap.add_argument("--no-qrels", action="store_true",
+                    help="skip qrels.tsv (it grows with demands x achievements: for large benchmark sets)")
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--vocab", default=os.path.join(here, "demo_vocab.json"),
                     help="vocabulary file (default: demo_vocab.json beside this script)")
@@ -1272,7 +1274,7 @@ def main(argv):
     vocab = Vocab(args.vocab)
     achievements, ach_meta, demands, dem_meta = generate(args.seed, args.achievements, args.demands, vocab)
     check(vocab, achievements, demands)
-    qrels, n2, n1 = build_qrels(vocab, achievements, ach_meta, demands, dem_meta)
+    qrels, n2, n1 = ([], 0, 0) if args.no_qrels else build_qrels(vocab, achievements, ach_meta, demands, dem_meta)
 
     os.makedirs(args.out, exist_ok=True)
 
@@ -1285,7 +1287,8 @@ def main(argv):
     for name, prefixes in CLUSTERS:
         clusters.extend("%s\t%s\n" % (name, p) for p in prefixes)
     write_lines(os.path.join(args.out, "clusters.tsv"), clusters)
-    write_lines(os.path.join(args.out, "qrels.tsv"), qrels)
+    if not args.no_qrels:
+        write_lines(os.path.join(args.out, "qrels.tsv"), qrels)
 
     def lang_counts(meta):
         return "/".join("%s %d" % (l, sum(1 for m in meta if m["lang"] == l)) for l, _ in LANG_SHARES)
