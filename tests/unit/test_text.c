@@ -5,11 +5,11 @@
  * expected foldings from Unicode's CaseFolding.txt; UTF-8 validity from a separate decoder written
  * here to Unicode's definition; normalisation is compared with utf8proc_map on the whole text.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <cmocka.h>
 
 #include <ctype.h>
 #include <libstemmer.h>
