@@ -1,0 +1,1365 @@
+/* engine.c - tenants, vectorizers and hybrid ranking over index.c (see engine.h).
+ *
+ * Invariants per tenant:
+ * - idx[side] is NULL until the first record of that side arrives;
+ * - kind NONE: indexes have dim 0; kind LSA: both indexes have dim = lsa.dim and every live row is
+ *   the projection of its record on the current basis; kind EXTERNAL: both indexes have the
+ *   embedding dimension and each row is its record's normalised embedding (zero when it has none);
+ * - epoch is bumped by every write to the tenant.
+ */
+#include "engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lsa.h"
+#include "text.h"
+#include "topk.h"
+#include "u32map.h"
+
+typedef enum { DENSE_NONE = 0, DENSE_LSA, DENSE_EXTERNAL } dense_kind;
+
+typedef struct tenant {
+    char name[DT_TENANT_MAX + 1];
+    dt_index *idx[2];
+    dense_kind kind;
+    dt_lsa lsa;
+    dt_u32map col; /* term -> LSA column */
+    float *idf;    /* per LSA column */
+    uint32_t *col_terms; /* the term of each LSA column (the inverse of col) */
+    uint64_t epoch;
+    size_t built_docs; /* live records when the basis was last learned */
+} tenant;
+
+typedef struct cluster {
+    char name[DT_SHORT_MAX + 1];
+    char **prefixes;
+    size_t n;
+} cluster;
+
+struct dt_engine {
+    dt_engine_opts opts;
+    tenant *tenants;
+    size_t n_tenants, cap_tenants;
+    const char **tenant_names;
+    cluster *clusters;
+    size_t n_clusters;
+    dt_text *text; /* the writers' tokenizer */
+    dt_tokens toks;
+};
+
+struct dt_searcher {
+    dt_engine *e;
+    dt_text *text;
+    dt_tokens toks;
+};
+
+dt_engine_opts dt_engine_opts_default(void)
+{
+    dt_engine_opts o;
+    memset(&o, 0, sizeof o);
+    o.dim = 256;
+    o.weights = (dt_weights){0.3f, 0.7f, 0.1f};
+    o.bm25_k1 = 1.2f;
+    o.bm25_b = 0.75f;
+    o.threads = 1;
+    o.lsa_min_docs = 20;
+    o.lsa_power_iters = 2;
+    o.lsa_seed = 0x5eed1e55u;
+    o.prf = true;
+    o.prf_docs = 10;
+    o.prf_terms = 20;
+    o.prf_weight = 0.5f;
+    return o;
+}
+
+void dt_query_init(dt_query *q)
+{
+    memset(q, 0, sizeof *q);
+    dt_filter_init(&q->filter);
+    q->target = DT_ACHIEVEMENT;
+    q->record_side = DT_DEMAND;
+    q->k = 10;
+    q->prf = -1;
+}
+
+const char *dt_fit_name(int part)
+{
+    static const char *const names[DT_FIT_COUNT] = {"field", "region", "trl", "price", "modes"};
+    return part >= 0 && part < DT_FIT_COUNT ? names[part] : "?";
+}
+
+dt_engine *dt_engine_new(const dt_engine_opts *opts, dt_err *err)
+{
+    dt_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        dt_err_set(err, DT_ENOMEM, NULL, "out of memory creating the engine");
+        return NULL;
+    }
+    e->opts = opts ? *opts : dt_engine_opts_default();
+    if (e->opts.threads < 1) e->opts.threads = 1;
+    dt_text_opts to = dt_text_opts_default();
+    e->text = dt_text_new(&to, err);
+    if (!e->text) {
+        free(e);
+        return NULL;
+    }
+    dt_tokens_init(&e->toks);
+    return e;
+}
+
+static void tenant_clear_lsa(tenant *t)
+{
+    dt_lsa_free(&t->lsa);
+    memset(&t->lsa, 0, sizeof t->lsa);
+    dt_u32map_free(&t->col);
+    free(t->idf);
+    t->idf = NULL;
+    free(t->col_terms);
+    t->col_terms = NULL;
+}
+
+void dt_engine_free(dt_engine *e)
+{
+    if (!e) return;
+    for (size_t i = 0; i < e->n_tenants; i++) {
+        dt_index_free(e->tenants[i].idx[0]);
+        dt_index_free(e->tenants[i].idx[1]);
+        tenant_clear_lsa(&e->tenants[i]);
+    }
+    free(e->tenants);
+    free(e->tenant_names);
+    for (size_t i = 0; i < e->n_clusters; i++) {
+        for (size_t j = 0; j < e->clusters[i].n; j++) free(e->clusters[i].prefixes[j]);
+        free(e->clusters[i].prefixes);
+    }
+    free(e->clusters);
+    dt_tokens_free(&e->toks);
+    dt_text_free(e->text);
+    free(e);
+}
+
+const dt_engine_opts *dt_engine_opts_get(const dt_engine *e)
+{
+    return &e->opts;
+}
+
+/* ---- clusters ---- */
+
+int dt_engine_add_cluster(dt_engine *e, const char *name, const char *prefix, dt_err *err)
+{
+    if (!name || !*name || strlen(name) > DT_SHORT_MAX) return dt_err_set(err, DT_EINVAL, "cluster", "name must be 1..%d bytes", DT_SHORT_MAX);
+    if (!prefix || !*prefix || strlen(prefix) > DT_SHORT_MAX)
+        return dt_err_set(err, DT_EINVAL, "cluster", "region prefix of cluster '%s' must be 1..%d bytes", name, DT_SHORT_MAX);
+    cluster *c = NULL;
+    for (size_t i = 0; i < e->n_clusters; i++)
+        if (strcmp(e->clusters[i].name, name) == 0) c = &e->clusters[i];
+    if (!c) {
+        cluster *v = realloc(e->clusters, (e->n_clusters + 1) * sizeof *v);
+        if (!v) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+        e->clusters = v;
+        c = &v[e->n_clusters++];
+        memset(c, 0, sizeof *c);
+        snprintf(c->name, sizeof c->name, "%s", name);
+    }
+    char **p = realloc(c->prefixes, (c->n + 1) * sizeof *p);
+    if (!p) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+    c->prefixes = p;
+    if (!(p[c->n] = strdup(prefix))) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+    c->n++;
+    return 0;
+}
+
+int dt_engine_parse_clusters(dt_engine *e, const char *text, size_t len, dt_err *err)
+{
+    size_t line = 0;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        line++;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        char buf[2 * DT_SHORT_MAX + 4];
+        size_t n = (size_t)(le - p);
+        if (n && p[n - 1] == '\r') n--;
+        if (n >= sizeof buf) return dt_err_set(err, DT_EINVAL, "clusters", "line %zu: longer than %zu bytes", line, sizeof buf - 1);
+        memcpy(buf, p, n);
+        buf[n] = 0;
+        p = nl ? nl + 1 : end;
+        char *s = buf;
+        while (*s == ' ' || *s == '\t') s++;
+        if (!*s || *s == '#') continue;
+        char *tab = strchr(s, '\t');
+        if (!tab) return dt_err_set(err, DT_EINVAL, "clusters", "line %zu: expected 'name<TAB>region_prefix'", line);
+        *tab = 0;
+        char *pre = tab + 1;
+        while (*pre == ' ') pre++;
+        size_t pl = strlen(pre);
+        while (pl && (pre[pl - 1] == ' ' || pre[pl - 1] == '\t')) pre[--pl] = 0;
+        dt_err e2 = DT_ERR_INIT;
+        if (dt_engine_add_cluster(e, s, pre, &e2) < 0)
+            return dt_err_set(err, e2.code, "clusters", "line %zu: %s", line, e2.msg);
+    }
+    return 0;
+}
+
+const char *const *dt_engine_cluster(const dt_engine *e, const char *name, size_t *n)
+{
+    for (size_t i = 0; i < e->n_clusters; i++)
+        if (strcmp(e->clusters[i].name, name) == 0) {
+            *n = e->clusters[i].n;
+            return (const char *const *)e->clusters[i].prefixes;
+        }
+    *n = 0;
+    return NULL;
+}
+
+static bool same_cluster(const dt_engine *e, const char *a, const char *b)
+{
+    if (!a || !b || !*a || !*b) return false;
+    for (size_t i = 0; i < e->n_clusters; i++) {
+        bool ina = false, inb = false;
+        for (size_t j = 0; j < e->clusters[i].n; j++) {
+            ina = ina || dt_code_has_prefix(a, e->clusters[i].prefixes[j]);
+            inb = inb || dt_code_has_prefix(b, e->clusters[i].prefixes[j]);
+        }
+        if (ina && inb) return true;
+    }
+    return false;
+}
+
+/* ---- tenants ---- */
+
+static const char *tenant_name(const char *t)
+{
+    return t && *t ? t : "public";
+}
+
+static tenant *find_tenant(const dt_engine *e, const char *name)
+{
+    name = tenant_name(name);
+    for (size_t i = 0; i < e->n_tenants; i++)
+        if (strcmp(e->tenants[i].name, name) == 0) return &e->tenants[i];
+    return NULL;
+}
+
+static tenant *get_tenant(dt_engine *e, const char *name, dt_err *err)
+{
+    tenant *t = find_tenant(e, name);
+    if (t) return t;
+    name = tenant_name(name);
+    if (strlen(name) > DT_TENANT_MAX) {
+        dt_err_set(err, DT_EINVAL, "tenant", "longer than %d bytes", DT_TENANT_MAX);
+        return NULL;
+    }
+    if (e->n_tenants == e->cap_tenants) {
+        size_t cap = e->cap_tenants ? e->cap_tenants * 2 : 4;
+        tenant *v = realloc(e->tenants, cap * sizeof *v);
+        if (!v) goto nomem;
+        e->tenants = v;
+        const char **names = realloc(e->tenant_names, cap * sizeof *names);
+        if (!names) goto nomem;
+        e->tenant_names = names;
+        e->cap_tenants = cap;
+    }
+    t = &e->tenants[e->n_tenants];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    dt_u32map_init(&t->col);
+    e->n_tenants++;
+    for (size_t i = 0; i < e->n_tenants; i++) e->tenant_names[i] = e->tenants[i].name;
+    return t;
+nomem:
+    dt_err_set(err, DT_ENOMEM, NULL, "out of memory adding tenant '%s'", name);
+    return NULL;
+}
+
+const char *const *dt_engine_tenants(const dt_engine *e, size_t *n)
+{
+    *n = e->n_tenants;
+    return e->tenant_names;
+}
+
+dt_index *dt_engine_index(const dt_engine *e, const char *tname, dt_side side)
+{
+    tenant *t = find_tenant(e, tname);
+    return t ? t->idx[side] : NULL;
+}
+
+uint64_t dt_engine_epoch(const dt_engine *e, const char *tname)
+{
+    tenant *t = find_tenant(e, tname);
+    return t ? t->epoch : 0;
+}
+
+const char *dt_engine_dense_kind(const dt_engine *e, const char *tname)
+{
+    tenant *t = find_tenant(e, tname);
+    if (!t) return "none";
+    return t->kind == DENSE_LSA ? "lsa" : t->kind == DENSE_EXTERNAL ? "external" : "none";
+}
+
+const dt_record *dt_engine_get(const dt_engine *e, const char *tname, dt_side side, const char *id)
+{
+    dt_index *idx = dt_engine_index(e, tname, side);
+    if (!idx) return NULL;
+    int64_t s = dt_index_find(idx, id);
+    return s < 0 ? NULL : dt_index_record(idx, (uint32_t)s);
+}
+
+/* ---- vectorizing ---- */
+
+/* Tokens of a record's title, keywords and text (appended to toks, which is cleared first). */
+static int tokenize_record(dt_text *tx, const dt_record *r, dt_tokens *toks, dt_err *err)
+{
+    dt_tokens_clear(toks);
+    int rc = 0;
+    if (r->title) rc = dt_text_tokenize(tx, r->title, strlen(r->title), toks, err);
+    for (size_t i = 0; rc == 0 && i < r->n_keywords; i++)
+        rc = dt_text_tokenize(tx, r->keywords[i], strlen(r->keywords[i]), toks, err);
+    if (rc == 0 && r->text) rc = dt_text_tokenize(tx, r->text, strlen(r->text), toks, err);
+    return rc;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Distinct terms of toks with their counts, into a malloc'd array (*out, *n). */
+static int term_counts(const dt_tokens *toks, dt_tf **out, size_t *n, dt_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (toks->n == 0) return 0;
+    uint32_t *b = malloc(toks->n * sizeof *b);
+    dt_tf *tf = malloc(toks->n * sizeof *tf);
+    if (!b || !tf) {
+        free(b);
+        free(tf);
+        return dt_err_set(err, DT_ENOMEM, NULL, "out of memory counting terms");
+    }
+    for (size_t i = 0; i < toks->n; i++) b[i] = toks->v[i].bucket;
+    qsort(b, toks->n, sizeof *b, cmp_u32);
+    size_t k = 0;
+    for (size_t i = 0; i < toks->n; i++) {
+        if (k && tf[k - 1].term == b[i])
+            tf[k - 1].tf += 1;
+        else
+            tf[k++] = (dt_tf){b[i], 1};
+    }
+    free(b);
+    *out = tf;
+    *n = k;
+    return 0;
+}
+
+static void normalize(float *v, size_t d)
+{
+    double s = 0;
+    for (size_t i = 0; i < d; i++) s += (double)v[i] * v[i];
+    if (s <= 0) return;
+    float inv = (float)(1.0 / sqrt(s));
+    for (size_t i = 0; i < d; i++) v[i] *= inv;
+}
+
+/* LSA fold-in of a term vector: weights (1 + ln tf) * idf, unseen terms ignored. */
+static int lsa_project_terms(const tenant *t, const dt_tf *terms, size_t n, float *out, dt_err *err)
+{
+    uint32_t *cols = malloc((n ? n : 1) * sizeof *cols);
+    float *vals = malloc((n ? n : 1) * sizeof *vals);
+    if (!cols || !vals) {
+        free(cols);
+        free(vals);
+        return dt_err_set(err, DT_ENOMEM, NULL, "out of memory projecting a record");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = dt_u32map_get(&t->col, terms[i].term);
+        if (c == DT_U32MAP_NONE) continue;
+        cols[k] = c;
+        vals[k] = (1.0f + logf(terms[i].tf)) * t->idf[c];
+        k++;
+    }
+    dt_lsa_project(&t->lsa, cols, vals, k, out);
+    free(cols);
+    free(vals);
+    return 0;
+}
+
+static int set_row(tenant *t, dt_index *idx, uint32_t slot, const dt_record *r, const dt_tf *terms, size_t n,
+                   dt_err *err)
+{
+    float *row = dt_index_row(idx, slot);
+    if (!row) return 0;
+    size_t d = dt_index_dim(idx);
+    if (t->kind == DENSE_EXTERNAL) {
+        if (r->embedding && r->dim == d) {
+            memcpy(row, r->embedding, d * sizeof *row);
+            normalize(row, d);
+        }
+        return 0;
+    }
+    if (t->kind == DENSE_LSA) return lsa_project_terms(t, terms, n, row, err);
+    return 0;
+}
+
+/* Switches a tenant to external embeddings of dimension d (first record that carries one). */
+static int make_external(tenant *t, size_t d, dt_err *err)
+{
+    for (int s = 0; s < 2; s++) {
+        if (!t->idx[s]) continue;
+        int rc = dt_index_set_dim(t->idx[s], d, err);
+        if (rc) return rc;
+        size_t n = dt_index_slots(t->idx[s]);
+        for (uint32_t i = 0; i < n; i++) {
+            const dt_record *r = dt_index_record(t->idx[s], i);
+            if (dt_index_live(t->idx[s], i) && r->embedding && r->dim == d) {
+                float *row = dt_index_row(t->idx[s], i);
+                memcpy(row, r->embedding, d * sizeof *row);
+                normalize(row, d);
+            }
+        }
+    }
+    tenant_clear_lsa(t);
+    t->kind = DENSE_EXTERNAL;
+    return 0;
+}
+
+int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err)
+{
+    int rc = dt_record_validate(rec, err);
+    if (rc) return rc;
+    tenant *t = get_tenant(e, rec->tenant, err);
+    if (!t) return err ? -err->code : -DT_ENOMEM;
+    if (rec->embedding) {
+        size_t d = t->kind == DENSE_EXTERNAL ? dt_index_dim(t->idx[0] ? t->idx[0] : t->idx[1]) : 0;
+        if (d && rec->dim != d)
+            return dt_err_set(err, DT_EINVAL, "embedding", "has %zu dimensions; tenant '%s' uses %zu", rec->dim,
+                              t->name, d);
+    }
+    if (!t->idx[rec->side]) {
+        /* a side's first record: its index joins the tenant's dense space */
+        dt_index *other = t->idx[!rec->side];
+        size_t dim = t->kind == DENSE_LSA ? t->lsa.dim : other ? dt_index_dim(other) : 0;
+        t->idx[rec->side] = dt_index_new(t->name, rec->side, dim, err);
+        if (!t->idx[rec->side]) return err ? -err->code : -DT_ENOMEM;
+    }
+    if (rec->embedding && t->kind != DENSE_EXTERNAL) {
+        rc = make_external(t, rec->dim, err);
+        if (rc) return rc;
+    }
+    rc = tokenize_record(e->text, rec, &e->toks, err);
+    if (rc) return rc;
+    dt_tf *terms;
+    size_t n;
+    rc = term_counts(&e->toks, &terms, &n, err);
+    if (rc) return rc;
+    dt_index *idx = t->idx[rec->side];
+    uint32_t slot;
+    rc = dt_index_put(idx, rec, terms, n, (uint32_t)e->toks.n, &slot, err);
+    if (rc == 0) {
+        const dt_record *stored = dt_index_record(idx, slot);
+        rc = set_row(t, idx, slot, stored, terms, n, err);
+        t->epoch++;
+        dt_index_compact(idx, false, NULL); /* best effort: on failure tombstones just stay longer */
+    }
+    free(terms);
+    return rc;
+}
+
+int dt_engine_delete(dt_engine *e, const char *tname, dt_side side, const char *id, dt_err *err)
+{
+    tenant *t = find_tenant(e, tname);
+    if (!t || !t->idx[side])
+        return dt_err_set(err, DT_ENOTFOUND, "id", "no %s with id '%s' in tenant '%s'", dt_side_name(side),
+                          id ? id : "", tenant_name(tname));
+    int rc = dt_index_remove(t->idx[side], id, err);
+    if (rc == 0) {
+        t->epoch++;
+        dt_index_compact(t->idx[side], false, NULL);
+    }
+    return rc;
+}
+
+/* ---- LSA build ---- */
+
+/* Re-projects every live record of an LSA tenant on its current basis. */
+static int reproject(tenant *t, dt_err *err)
+{
+    int rc = 0;
+    for (int s = 0; s < 2 && rc == 0; s++) {
+        if (!t->idx[s]) continue;
+        rc = dt_index_set_dim(t->idx[s], t->lsa.dim, err);
+        size_t n = dt_index_slots(t->idx[s]);
+        for (uint32_t i = 0; rc == 0 && i < n; i++) {
+            if (!dt_index_live(t->idx[s], i)) continue;
+            const dt_tf *tf;
+            size_t k;
+            dt_index_terms(t->idx[s], i, &tf, &k);
+            rc = lsa_project_terms(t, tf, k, dt_index_row(t->idx[s], i), err);
+        }
+    }
+    t->epoch++;
+    return rc;
+}
+
+static int build_tenant(dt_engine *e, tenant *t, dt_err *err)
+{
+    if (t->kind == DENSE_EXTERNAL) return 0;
+    size_t docs = 0, nnz = 0;
+    for (int s = 0; s < 2; s++)
+        if (t->idx[s]) {
+            docs += dt_index_count(t->idx[s]);
+            size_t n = dt_index_slots(t->idx[s]);
+            for (uint32_t i = 0; i < n; i++) {
+                if (!dt_index_live(t->idx[s], i)) continue;
+                const dt_tf *tf;
+                size_t k;
+                dt_index_terms(t->idx[s], i, &tf, &k);
+                nnz += k;
+            }
+        }
+    t->built_docs = docs;
+    if (docs < e->opts.lsa_min_docs) {
+        tenant_clear_lsa(t);
+        t->kind = DENSE_NONE;
+        for (int s = 0; s < 2; s++)
+            if (t->idx[s]) dt_index_set_dim(t->idx[s], 0, NULL);
+        t->epoch++;
+        return 0;
+    }
+    int rc = 0;
+    dt_u32map col, df;
+    dt_u32map_init(&col);
+    dt_u32map_init(&df);
+    size_t *row_ptr = malloc((docs + 1) * sizeof *row_ptr);
+    uint32_t *cols = malloc((nnz ? nnz : 1) * sizeof *cols);
+    float *vals = malloc((nnz ? nnz : 1) * sizeof *vals);
+    float *idf = NULL;
+    uint32_t *col_terms = NULL;
+    dt_lsa lsa;
+    memset(&lsa, 0, sizeof lsa);
+    if (!row_ptr || !cols || !vals) goto nomem;
+    /* document frequencies over both sides; a column for every term in >= 2 documents */
+    for (int s = 0; s < 2; s++) {
+        if (!t->idx[s]) continue;
+        size_t n = dt_index_slots(t->idx[s]);
+        for (uint32_t i = 0; i < n; i++) {
+            if (!dt_index_live(t->idx[s], i)) continue;
+            const dt_tf *tf;
+            size_t k;
+            dt_index_terms(t->idx[s], i, &tf, &k);
+            for (size_t j = 0; j < k; j++) {
+                uint32_t c = dt_u32map_get(&df, tf[j].term);
+                if (dt_u32map_put(&df, tf[j].term, c == DT_U32MAP_NONE ? 1 : c + 1) < 0) goto nomem;
+            }
+        }
+    }
+    size_t ncols = 0;
+    for (size_t i = 0; i < df.cap; i++)
+        if (df.keys[i] != DT_U32MAP_NONE && df.vals[i] >= 2) ncols++;
+    idf = malloc((ncols ? ncols : 1) * sizeof *idf);
+    col_terms = malloc((ncols ? ncols : 1) * sizeof *col_terms);
+    if (!idf || !col_terms || dt_u32map_reserve(&col, ncols) < 0) goto nomem;
+    ncols = 0;
+    for (size_t i = 0; i < df.cap; i++)
+        if (df.keys[i] != DT_U32MAP_NONE && df.vals[i] >= 2) {
+            if (dt_u32map_put(&col, df.keys[i], (uint32_t)ncols) < 0) goto nomem;
+            col_terms[ncols] = df.keys[i];
+            idf[ncols++] = (float)(log((double)(docs + 1) / (df.vals[i] + 1)) + 1.0);
+        }
+    size_t r = 0, z = 0;
+    row_ptr[0] = 0;
+    for (int s = 0; s < 2; s++) {
+        if (!t->idx[s]) continue;
+        size_t n = dt_index_slots(t->idx[s]);
+        for (uint32_t i = 0; i < n; i++) {
+            if (!dt_index_live(t->idx[s], i)) continue;
+            const dt_tf *tf;
+            size_t k;
+            dt_index_terms(t->idx[s], i, &tf, &k);
+            size_t z0 = z;
+            double norm = 0;
+            for (size_t j = 0; j < k; j++) {
+                uint32_t c = dt_u32map_get(&col, tf[j].term);
+                if (c == DT_U32MAP_NONE) continue;
+                cols[z] = c;
+                vals[z] = (1.0f + logf(tf[j].tf)) * idf[c];
+                norm += (double)vals[z] * vals[z];
+                z++;
+            }
+            if (norm > 0)
+                for (size_t j = z0; j < z; j++) vals[j] = (float)(vals[j] / sqrt(norm));
+            row_ptr[++r] = z;
+        }
+    }
+    dt_csr A = {docs, ncols, row_ptr, cols, vals};
+    dt_lsa_opts lo = dt_lsa_opts_default();
+    lo.dim = e->opts.dim;
+    lo.power_iters = e->opts.lsa_power_iters;
+    lo.seed = e->opts.lsa_seed;
+    lo.threads = e->opts.threads;
+    rc = dt_lsa_fit(&A, &lo, &lsa, err);
+    if (rc) goto out;
+    /* commit: swap in the new basis, then re-project every record */
+    tenant_clear_lsa(t);
+    t->lsa = lsa;
+    memset(&lsa, 0, sizeof lsa);
+    t->col = col;
+    dt_u32map_init(&col);
+    t->idf = idf;
+    idf = NULL;
+    t->col_terms = col_terms;
+    col_terms = NULL;
+    t->kind = DENSE_LSA;
+    rc = reproject(t, err);
+    goto out;
+nomem:
+    rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory building the LSA basis of tenant '%s'", t->name);
+out:
+    dt_lsa_free(&lsa);
+    dt_u32map_free(&col);
+    dt_u32map_free(&df);
+    free(idf);
+    free(col_terms);
+    free(row_ptr);
+    free(cols);
+    free(vals);
+    return rc;
+}
+
+bool dt_engine_needs_build(const dt_engine *e, const char *tname)
+{
+    tenant *t = find_tenant(e, tname);
+    if (!t || t->kind == DENSE_EXTERNAL) return false;
+    size_t live = 0;
+    for (int s = 0; s < 2; s++)
+        if (t->idx[s]) live += dt_index_count(t->idx[s]);
+    return live >= e->opts.lsa_min_docs && live >= 2 * t->built_docs;
+}
+
+int dt_engine_build(dt_engine *e, const char *tname, dt_err *err)
+{
+    if (tname) {
+        tenant *t = find_tenant(e, tname);
+        if (!t) return dt_err_set(err, DT_ENOTFOUND, "tenant", "no tenant '%s'", tname);
+        return build_tenant(e, t, err);
+    }
+    for (size_t i = 0; i < e->n_tenants; i++) {
+        int rc = build_tenant(e, &e->tenants[i], err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ---- searching ---- */
+
+dt_searcher *dt_searcher_new(dt_engine *e, dt_err *err)
+{
+    dt_searcher *s = calloc(1, sizeof *s);
+    if (!s) {
+        dt_err_set(err, DT_ENOMEM, NULL, "out of memory creating a searcher");
+        return NULL;
+    }
+    s->e = e;
+    dt_text_opts to = dt_text_opts_default();
+    if (!(s->text = dt_text_new(&to, err))) {
+        free(s);
+        return NULL;
+    }
+    dt_tokens_init(&s->toks);
+    return s;
+}
+
+void dt_searcher_free(dt_searcher *s)
+{
+    if (!s) return;
+    dt_text_free(s->text);
+    dt_tokens_free(&s->toks);
+    free(s);
+}
+
+void dt_match_result_free(dt_match_result *r)
+{
+    if (!r) return;
+    free(r->v);
+    memset(r, 0, sizeof *r);
+}
+
+/* Everything one query needs while its index is scanned. */
+typedef struct qstate {
+    const dt_query *q;
+    size_t qi;
+    tenant *t;
+    dt_index *idx;
+    const dt_record *qrec; /* query by record: the record */
+    dt_tf *terms;          /* query terms (after feedback), weights in tf */
+    size_t n_terms;
+    size_t n_orig_terms;   /* the first n_orig_terms come from the query itself */
+    float *vec;            /* dense query vector, dim of idx, or NULL */
+    float *acc;            /* BM25 per slot */
+    float lex_scale;       /* 1 / max BM25 over allowed slots (0 when none) */
+    float dense_scale, dense_shift; /* EXPERIMENT */
+    uint64_t *allow;
+    size_t n_allowed;
+    dt_weights w;
+    bool structured;       /* structured fit applies (query by record with ws > 0) */
+    char **prefix_buf;     /* region prefixes incl. expanded clusters (owned array) */
+    dt_filter filter;
+} qstate;
+
+static void qstate_free(qstate *st)
+{
+    free(st->terms);
+    free(st->vec);
+    free(st->acc);
+    free(st->allow);
+    free(st->prefix_buf);
+    memset(st, 0, sizeof *st);
+}
+
+static float fit_part(const dt_engine *e, const dt_record *q, const dt_record *r, int part)
+{
+    switch (part) {
+    case DT_FIT_FIELD: {
+        int dq = dt_code_depth(q->field), dr = dt_code_depth(r->field);
+        if (!dq || !dr) return -1;
+        return (float)dt_code_shared_depth(q->field, r->field) / (float)(dq > dr ? dq : dr);
+    }
+    case DT_FIT_REGION: {
+        int dq = dt_code_depth(q->region), dr = dt_code_depth(r->region);
+        if (!dq || !dr) return -1;
+        float f = (float)dt_code_shared_depth(q->region, r->region) / (float)(dq > dr ? dq : dr);
+        if (f < 0.5f && same_cluster(e, q->region, r->region)) f = 0.5f;
+        return f;
+    }
+    case DT_FIT_TRL: {
+        if (!q->trl || !r->trl) return -1;
+        /* the demand states the minimum level it accepts; the achievement states its level */
+        int need = q->side == DT_DEMAND ? q->trl : r->trl;
+        int have = q->side == DT_DEMAND ? r->trl : q->trl;
+        if (have >= need) return 1;
+        float f = 1.0f - (float)(need - have) / 4.0f;
+        return f > 0 ? f : 0;
+    }
+    case DT_FIT_PRICE: {
+        const dt_record *d = q->side == DT_DEMAND ? q : r, *a = q->side == DT_DEMAND ? r : q;
+        double budget = !isnan(d->price_max) ? d->price_max : d->price_min;
+        double ask = !isnan(a->price_min) ? a->price_min : a->price_max;
+        if (isnan(budget) || isnan(ask)) return -1;
+        if (ask <= budget) return 1;
+        return ask > 0 ? (float)(budget / ask) : 1;
+    }
+    case DT_FIT_MODES:
+        if (!q->modes || !r->modes) return -1;
+        return (q->modes & r->modes) ? 1.0f : 0.0f;
+    }
+    return -1;
+}
+
+/* Mean of the available structured-fit parts (0 when none is available). */
+static float fit_score(const dt_engine *e, const dt_record *q, const dt_record *r, float *parts)
+{
+    float sum = 0;
+    int n = 0;
+    for (int p = 0; p < DT_FIT_COUNT; p++) {
+        float f = fit_part(e, q, r, p);
+        if (parts) parts[p] = f;
+        if (f >= 0) sum += f, n++;
+    }
+    return n ? sum / (float)n : 0;
+}
+
+static inline bool allowed(const qstate *st, size_t slot)
+{
+    return (st->allow[slot >> 6] >> (slot & 63)) & 1;
+}
+
+static inline float combine(const dt_engine *e, const qstate *st, size_t slot, float dense)
+{
+    float s = st->w.dense * (dense - st->dense_shift) * st->dense_scale + st->w.lexical * st->acc[slot] * st->lex_scale;
+    if (st->structured) s += st->w.structured * fit_score(e, st->qrec, dt_index_record(st->idx, (uint32_t)slot), NULL);
+    return s;
+}
+
+typedef struct adjust_ctx {
+    const dt_engine *e;
+    qstate *const *qs; /* the group's queries, in GEMM row order */
+} adjust_ctx;
+
+static void adjust_block(void *ud, size_t q0, size_t mq, size_t row0, size_t nrows, float *scores, size_t ld)
+{
+    const adjust_ctx *c = ud;
+    for (size_t qi = q0; qi < q0 + mq; qi++) {
+        const qstate *st = c->qs[qi];
+        float *sc = scores + (qi - q0) * ld;
+        for (size_t j = 0; j < nrows; j++) {
+            size_t slot = row0 + j;
+            sc[j] = allowed(st, slot) ? combine(c->e, st, slot, sc[j]) : -INFINITY;
+        }
+    }
+}
+
+/* Bounded min-heap top-k over explicit scores (no dense part): ties by lower slot. */
+static bool hit_better(dt_hit a, dt_hit b)
+{
+    return a.score > b.score || (a.score == b.score && a.row < b.row);
+}
+
+static void heap_push(dt_hit *h, size_t *n, size_t k, dt_hit x)
+{
+    if (*n < k) {
+        size_t i = (*n)++;
+        h[i] = x;
+        while (i && hit_better(h[(i - 1) / 2], h[i])) {
+            dt_hit t = h[i];
+            h[i] = h[(i - 1) / 2];
+            h[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+        return;
+    }
+    if (!hit_better(x, h[0])) return;
+    h[0] = x;
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < *n && hit_better(h[m], h[l])) m = l;
+        if (r < *n && hit_better(h[m], h[r])) m = r;
+        if (m == i) break;
+        dt_hit t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+    dt_hit x = *(const dt_hit *)a, y = *(const dt_hit *)b;
+    return hit_better(x, y) ? -1 : hit_better(y, x) ? 1 : 0;
+}
+
+static size_t scalar_topk(const dt_engine *e, const qstate *st, size_t k, dt_hit *out)
+{
+    size_t n = 0, slots = dt_index_slots(st->idx);
+    for (size_t s = 0; s < slots; s++) {
+        if (!allowed(st, s)) continue;
+        float sc = combine(e, st, s, 0);
+        heap_push(out, &n, k, (dt_hit){sc, (uint32_t)s});
+    }
+    qsort(out, n, sizeof *out, cmp_hit);
+    return n;
+}
+
+static int cmp_tf_weight(const void *a, const void *b)
+{
+    float x = ((const dt_tf *)a)->tf, y = ((const dt_tf *)b)->tf;
+    return x > y ? -1 : x < y;
+}
+
+/* RM3-style feedback: the top documents by BM25 vote for their terms (weighted by the document's
+ * normalised score and the term's relative frequency and idf); the strongest terms not already in
+ * the query join it with a total weight of prf_weight relative to the original query. */
+static int add_feedback(const dt_engine *e, qstate *st, dt_err *err)
+{
+    size_t nd = e->opts.prf_docs, nt = e->opts.prf_terms;
+    if (!nd || !nt || !st->n_terms) return 0;
+    dt_hit *top = malloc(nd * sizeof *top);
+    if (!top) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+    size_t n = 0, slots = dt_index_slots(st->idx);
+    for (size_t s = 0; s < slots; s++)
+        if (allowed(st, s) && st->acc[s] > 0) heap_push(top, &n, nd, (dt_hit){st->acc[s], (uint32_t)s});
+    if (n == 0) {
+        free(top);
+        return 0;
+    }
+    qsort(top, n, sizeof *top, cmp_hit);
+    dt_u32map pos;
+    dt_u32map_init(&pos);
+    dt_tf *cand = NULL;
+    size_t nc = 0, cap = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        const dt_tf *tf;
+        size_t k;
+        dt_index_terms(st->idx, top[i].row, &tf, &k);
+        float dl = (float)dt_index_doc_len(st->idx, top[i].row);
+        float dw = top[i].score / top[0].score;
+        for (size_t j = 0; j < k; j++) {
+            float v = dw * tf[j].tf / (dl > 0 ? dl : 1) * (float)dt_index_idf(st->idx, tf[j].term);
+            uint32_t p = dt_u32map_get(&pos, tf[j].term);
+            if (p != DT_U32MAP_NONE) {
+                cand[p].tf += v;
+                continue;
+            }
+            if (nc == cap) {
+                cap = cap ? cap * 2 : 256;
+                dt_tf *c2 = realloc(cand, cap * sizeof *c2);
+                if (!c2) goto nomem;
+                cand = c2;
+            }
+            if (dt_u32map_put(&pos, tf[j].term, (uint32_t)nc) < 0) goto nomem;
+            cand[nc++] = (dt_tf){tf[j].term, v};
+        }
+    }
+    for (size_t i = 0; i < st->n_terms; i++) { /* original terms are not expansion candidates */
+        uint32_t p = dt_u32map_get(&pos, st->terms[i].term);
+        if (p != DT_U32MAP_NONE) cand[p].tf = 0;
+    }
+    qsort(cand, nc, sizeof *cand, cmp_tf_weight);
+    if (nc > nt) nc = nt;
+    while (nc && cand[nc - 1].tf <= 0) nc--;
+    if (nc) {
+        float qsum = 0, csum = 0;
+        for (size_t i = 0; i < st->n_terms; i++) qsum += st->terms[i].tf;
+        for (size_t i = 0; i < nc; i++) csum += cand[i].tf;
+        dt_tf *t2 = realloc(st->terms, (st->n_terms + nc) * sizeof *t2);
+        if (!t2) goto nomem;
+        st->terms = t2;
+        for (size_t i = 0; i < nc; i++)
+            st->terms[st->n_terms + i] = (dt_tf){cand[i].term, cand[i].tf / csum * qsum * e->opts.prf_weight};
+        st->n_terms += nc;
+        memset(st->acc, 0, slots * sizeof *st->acc);
+        dt_index_bm25(st->idx, st->terms, st->n_terms, e->opts.bm25_k1, e->opts.bm25_b, st->acc);
+    }
+    goto out;
+nomem:
+    rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory in query feedback");
+out:
+    dt_u32map_free(&pos);
+    free(cand);
+    free(top);
+    return rc;
+}
+
+static int prepare(dt_searcher *sr, const dt_query *q, size_t qi, qstate *st, dt_err *err)
+{
+    dt_engine *e = sr->e;
+    memset(st, 0, sizeof *st);
+    st->q = q;
+    st->qi = qi;
+    st->w = q->weights ? *q->weights : e->opts.weights;
+    if (!(st->w.dense >= 0 && st->w.lexical >= 0 && st->w.structured >= 0) ||
+        st->w.dense + st->w.lexical + st->w.structured <= 0)
+        return dt_err_set(err, DT_EINVAL, "weights", "weights must be finite, >= 0 and not all 0");
+    if (q->target != DT_DEMAND && q->target != DT_ACHIEVEMENT)
+        return dt_err_set(err, DT_EINVAL, "target", "must be demand or achievement");
+    if (!!q->record_id == !!q->text)
+        return dt_err_set(err, DT_EINVAL, "query", "give exactly one of a record id or a text");
+    st->t = find_tenant(e, q->tenant);
+    if (q->record_id) {
+        dt_index *qi_idx = st->t ? st->t->idx[q->record_side] : NULL;
+        int64_t s = qi_idx ? dt_index_find(qi_idx, q->record_id) : -1;
+        if (s < 0)
+            return dt_err_set(err, DT_ENOTFOUND, "record_id", "no %s with id '%s' in tenant '%s'",
+                              dt_side_name(q->record_side), q->record_id, tenant_name(q->tenant));
+        st->qrec = dt_index_record(qi_idx, (uint32_t)s);
+    } else if (strlen(q->text) > DT_TEXT_MAX) {
+        return dt_err_set(err, DT_ELIMIT, "text", "longer than %d bytes", DT_TEXT_MAX);
+    }
+    st->idx = st->t ? st->t->idx[q->target] : NULL;
+    if (!st->idx || dt_index_slots(st->idx) == 0) return 0;
+
+    /* query terms */
+    int rc;
+    if (st->qrec) {
+        rc = tokenize_record(sr->text, st->qrec, &sr->toks, err);
+    } else {
+        dt_tokens_clear(&sr->toks);
+        rc = dt_text_tokenize(sr->text, q->text, strlen(q->text), &sr->toks, err);
+        if (rc) snprintf(err->field, sizeof err->field, "text");
+    }
+    if (rc) return rc;
+    rc = term_counts(&sr->toks, &st->terms, &st->n_terms, err);
+    if (rc) return rc;
+    st->n_orig_terms = st->n_terms;
+    {
+        const char *qm = getenv("XQTF");
+        int mode = qm ? atoi(qm) : 1;
+        float k3 = getenv("XK3") ? strtof(getenv("XK3"), NULL) : 8;
+        if (st->qrec || getenv("XQTFALL"))
+            for (size_t i = 0; i < st->n_terms; i++) {
+                float f = st->terms[i].tf;
+                st->terms[i].tf = mode == 1 ? 1.0f + logf(f) : mode == 2 ? (k3 + 1) * f / (k3 + f) : mode == 3 ? 1.0f : f;
+            }
+    }
+
+    /* filter */
+    size_t slots = dt_index_slots(st->idx), words = (slots + 63) / 64;
+    st->filter = q->filter;
+    size_t np = q->filter.n_region_prefixes;
+    for (size_t i = 0; i < q->n_clusters; i++) {
+        size_t n;
+        if (!dt_engine_cluster(e, q->clusters[i], &n))
+            return dt_err_set(err, DT_EINVAL, "filter.clusters", "unknown cluster '%s'", q->clusters[i]);
+        np += n;
+    }
+    if (q->n_clusters) {
+        st->prefix_buf = malloc(np * sizeof(char *));
+        if (!st->prefix_buf) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+        size_t k = 0;
+        for (size_t i = 0; i < q->filter.n_region_prefixes; i++) st->prefix_buf[k++] = (char *)q->filter.region_prefixes[i];
+        for (size_t i = 0; i < q->n_clusters; i++) {
+            size_t n;
+            const char *const *p = dt_engine_cluster(e, q->clusters[i], &n);
+            for (size_t j = 0; j < n; j++) st->prefix_buf[k++] = (char *)p[j];
+        }
+        st->filter.region_prefixes = (const char *const *)st->prefix_buf;
+        st->filter.n_region_prefixes = k;
+    }
+    st->allow = calloc(words ? words : 1, sizeof *st->allow);
+    st->acc = calloc(slots, sizeof *st->acc);
+    if (!st->allow || !st->acc) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+    st->n_allowed = dt_index_filter(st->idx, &st->filter, st->allow);
+    if (q->allow_slots) {
+        st->n_allowed = 0;
+        for (size_t w = 0; w < words; w++) st->n_allowed += (size_t)__builtin_popcountll(st->allow[w] &= q->allow_slots[w]);
+    }
+    if (st->qrec && q->record_side == q->target) {
+        int64_t self = dt_index_find(st->idx, st->qrec->id);
+        if (self >= 0 && allowed(st, (size_t)self)) st->allow[self >> 6] &= ~(1ull << (self & 63)), st->n_allowed--;
+    }
+    for (size_t i = 0; i < q->n_exclude; i++) {
+        int64_t s = dt_index_find(st->idx, q->exclude_ids[i]);
+        if (s >= 0 && allowed(st, (size_t)s)) st->allow[s >> 6] &= ~(1ull << (s & 63)), st->n_allowed--;
+    }
+
+    /* lexical */
+    dt_index_bm25(st->idx, st->terms, st->n_terms, e->opts.bm25_k1, e->opts.bm25_b, st->acc);
+    size_t xpm = getenv("XPRFMAX") ? (size_t)atoi(getenv("XPRFMAX")) : 100000;
+    if (!st->qrec && (q->prf < 0 ? e->opts.prf : q->prf > 0) && st->w.lexical > 0 && st->n_orig_terms <= xpm) {
+        rc = add_feedback(e, st, err);
+        if (rc) return rc;
+    }
+    float mx = 0;
+    for (size_t s = 0; s < slots; s++)
+        if (st->acc[s] > mx && allowed(st, s)) mx = st->acc[s];
+    st->lex_scale = mx > 0 ? 1.0f / mx : 0;
+
+    /* dense */
+    size_t d = dt_index_dim(st->idx);
+    if (d && st->w.dense > 0) {
+        if (st->qrec) {
+            dt_index *qx = st->t->idx[q->record_side];
+            if (dt_index_dim(qx) == d) {
+                int64_t s = dt_index_find(qx, st->qrec->id);
+                st->vec = malloc(d * sizeof *st->vec);
+                if (!st->vec) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+                memcpy(st->vec, dt_index_row(qx, (uint32_t)s), d * sizeof *st->vec);
+            }
+        } else if (st->t->kind == DENSE_LSA) {
+            st->vec = malloc(d * sizeof *st->vec);
+            if (!st->vec) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+            rc = lsa_project_terms(st->t, st->terms, st->n_orig_terms, st->vec, err);
+            if (rc) return rc;
+        }
+    }
+    float xroc = getenv("XROC") ? strtof(getenv("XROC"), NULL) : 0;
+    size_t xrocn = getenv("XROCN") ? (size_t)atoi(getenv("XROCN")) : 10;
+    if (st->vec && xroc > 0) {
+        dt_hit top[100]; size_t n = 0;
+        for (size_t s = 0; s < slots; s++)
+            if (allowed(st, s) && st->acc[s] > 0) heap_push(top, &n, xrocn, (dt_hit){st->acc[s], (uint32_t)s});
+        if (n) {
+            float *add = calloc(d, sizeof *add);
+            const float *X = dt_index_matrix(st->idx);
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < d; j++) add[j] += X[top[i].row * d + j] / n;
+            for (size_t j = 0; j < d; j++) st->vec[j] += xroc * add[j];
+            normalize(st->vec, d);
+            free(add);
+        }
+    }
+    st->dense_scale = 1;
+    st->dense_shift = 0;
+    int xdn = getenv("XDN") ? atoi(getenv("XDN")) : 0;
+    if (st->vec && xdn) {
+        float mx = -1;
+        double sum = 0;
+        size_t cnt = 0;
+        const float *X = dt_index_matrix(st->idx);
+        for (size_t s = 0; s < slots; s++) {
+            if (!allowed(st, s)) continue;
+            float c = 0;
+            for (size_t j = 0; j < d; j++) c += st->vec[j] * X[s * d + j];
+            if (c > mx) mx = c;
+            sum += c;
+            cnt++;
+        }
+        float mu = cnt ? (float)(sum / cnt) : 0;
+        if (xdn == 1 && mx > 0) st->dense_scale = 1 / mx;
+        if (xdn == 2 && mx > mu) st->dense_scale = 1 / (mx - mu), st->dense_shift = mu;
+        if (xdn == 3 && mx > 0) { /* lexical top-N local max */
+            dt_hit top[100]; size_t n = 0;
+            for (size_t s = 0; s < slots; s++)
+                if (allowed(st, s) && st->acc[s] > 0) heap_push(top, &n, 100, (dt_hit){st->acc[s], (uint32_t)s});
+            float lm = 0;
+            for (size_t i = 0; i < n; i++) {
+                float c = 0;
+                for (size_t j = 0; j < d; j++) c += st->vec[j] * X[top[i].row * d + j];
+                if (c > lm) lm = c;
+            }
+            if (lm > 0) st->dense_scale = 1 / lm;
+        }
+    }
+    st->structured = st->qrec && st->w.structured > 0;
+    return 0;
+}
+
+static float term_bm25(const dt_engine *e, const dt_index *idx, uint32_t slot, const dt_tf *qt)
+{
+    const dt_tf *tf;
+    size_t n;
+    dt_index_terms(idx, slot, &tf, &n);
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (tf[mid].term < qt->term)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == n || tf[lo].term != qt->term) return 0;
+    float k1 = e->opts.bm25_k1, b = e->opts.bm25_b, f = tf[lo].tf;
+    float dl = (float)dt_index_doc_len(idx, slot), avg = (float)dt_index_avg_doc_len(idx);
+    return (float)dt_index_idf(idx, qt->term) * qt->tf * f * (k1 + 1) / (f + k1 * (1 - b + b * dl / avg));
+}
+
+static int cmp_term_weight(const void *a, const void *b)
+{
+    float x = ((const dt_term_weight *)a)->weight, y = ((const dt_term_weight *)b)->weight;
+    return x > y ? -1 : x < y;
+}
+
+/* Explains one match: score parts, structured-fit parts, and the query terms it shares, named by
+ * the query's own tokens (sr->toks still holds them). */
+static void explain(dt_searcher *sr, const qstate *st, dt_match *m)
+{
+    const dt_engine *e = sr->e;
+    float parts[DT_FIT_COUNT];
+    for (int p = 0; p < DT_FIT_COUNT; p++) m->fit[p] = -1;
+    if (st->qrec) fit_score(e, st->qrec, m->rec, parts), memcpy(m->fit, parts, sizeof parts);
+    dt_term_weight all[64];
+    size_t na = 0;
+    float scale = st->w.lexical * st->lex_scale;
+    for (size_t i = 0; i < st->n_orig_terms && scale > 0; i++) {
+        float w = term_bm25(e, st->idx, m->slot, &st->terms[i]) * scale;
+        if (w <= 0) continue;
+        dt_term_weight tw = {{0}, w};
+        for (size_t k = 0; k < sr->toks.n; k++)
+            if (sr->toks.v[k].bucket == st->terms[i].term) {
+                size_t len = sr->toks.v[k].len < sizeof tw.term ? sr->toks.v[k].len : sizeof tw.term - 1;
+                memcpy(tw.term, sr->toks.buf + sr->toks.v[k].off, len);
+                break;
+            }
+        if (na < 64) {
+            all[na++] = tw;
+        } else { /* keep the 64 strongest */
+            size_t minj = 0;
+            for (size_t j = 1; j < na; j++)
+                if (all[j].weight < all[minj].weight) minj = j;
+            if (all[minj].weight < w) all[minj] = tw;
+        }
+    }
+    qsort(all, na, sizeof *all, cmp_term_weight);
+    m->n_terms = na < DT_EXPLAIN_TERMS ? na : DT_EXPLAIN_TERMS;
+    memcpy(m->terms, all, m->n_terms * sizeof *all);
+}
+
+/* Turns hits into matches (dropping the first `offset`), with score parts. */
+static int fill_result(dt_searcher *sr, qstate *st, const dt_hit *hits, size_t nh, dt_match_result *res, dt_err *err)
+{
+    const dt_query *q = st->q;
+    size_t from = q->offset < nh ? q->offset : nh, n = nh - from;
+    res->v = calloc(n ? n : 1, sizeof *res->v);
+    if (!res->v) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+    size_t d = dt_index_dim(st->idx);
+    if (q->explain && n) {
+        /* explanations name terms by the query's tokens; prepare() left in sr->toks only those of
+         * the last query prepared, so tokenize this one again */
+        int rc = st->qrec ? tokenize_record(sr->text, st->qrec, &sr->toks, err)
+                          : (dt_tokens_clear(&sr->toks), dt_text_tokenize(sr->text, q->text, strlen(q->text), &sr->toks, err));
+        if (rc) return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        dt_match *m = &res->v[i];
+        m->slot = hits[from + i].row;
+        m->rec = dt_index_record(st->idx, m->slot);
+        m->score = hits[from + i].score;
+        float cos = 0;
+        if (st->vec) {
+            const float *row = dt_index_row(st->idx, m->slot);
+            for (size_t j = 0; j < d; j++) cos += st->vec[j] * row[j];
+        }
+        m->dense = st->w.dense * cos;
+        m->lexical = st->w.lexical * st->acc[m->slot] * st->lex_scale;
+        m->structured = st->structured ? st->w.structured * fit_score(sr->e, st->qrec, m->rec, NULL) : 0;
+        if (q->explain) explain(sr, st, m);
+    }
+    res->n = n;
+    return 0;
+}
+
+int dt_search(dt_searcher *sr, const dt_query *qs, size_t m, dt_match_result *res, dt_err *err)
+{
+    dt_engine *e = sr->e;
+    qstate *st = calloc(m ? m : 1, sizeof *st);
+    qstate **group = calloc(m ? m : 1, sizeof *group);
+    bool *done = calloc(m ? m : 1, sizeof *done);
+    float *Q = NULL;
+    dt_hit *hits = NULL;
+    size_t *n_out = NULL;
+    int rc = 0;
+    if (!st || !group || !done) {
+        rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < m; i++) memset(&res[i], 0, sizeof res[i]);
+    for (size_t i = 0; i < m && rc == 0; i++) {
+        if (qs[i].k > 10000) {
+            rc = dt_err_set(err, DT_ELIMIT, "k", "at most 10000");
+        } else if (qs[i].offset > 100000) {
+            rc = dt_err_set(err, DT_ELIMIT, "offset", "at most 100000");
+        } else {
+            rc = prepare(sr, &qs[i], i, &st[i], err);
+        }
+        if (rc && m > 1 && err) {
+            char f[64];
+            snprintf(f, sizeof f, "queries[%zu].%.30s", i, err->field);
+            snprintf(err->field, sizeof err->field, "%s", f);
+        }
+        res[i].epoch = st[i].t ? st[i].t->epoch : 0;
+        res[i].total_candidates = st[i].n_allowed;
+    }
+    if (rc) goto out;
+    for (size_t i = 0; i < m && rc == 0; i++) {
+        if (done[i]) continue;
+        qstate *s0 = &st[i];
+        size_t want = qs[i].k + qs[i].offset;
+        if (!s0->idx || dt_index_slots(s0->idx) == 0 || want == 0) {
+            done[i] = true;
+            res[i].v = calloc(1, sizeof *res[i].v);
+            if (!res[i].v) rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+            continue;
+        }
+        if (!s0->vec) { /* no dense part: score rows directly */
+            dt_hit *h = malloc(want * sizeof *h);
+            if (!h) {
+                rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+                break;
+            }
+            size_t nh = scalar_topk(e, s0, want, h);
+            rc = fill_result(sr, s0, h, nh, &res[i], err);
+            free(h);
+            done[i] = true;
+            continue;
+        }
+        /* every query on the same index with a dense vector joins one GEMM */
+        size_t g = 0, kmax = 0, d = dt_index_dim(s0->idx);
+        for (size_t j = i; j < m; j++)
+            if (!done[j] && st[j].idx == s0->idx && st[j].vec) {
+                group[g++] = &st[j];
+                size_t w = qs[j].k + qs[j].offset;
+                if (w > kmax) kmax = w;
+            }
+        free(Q);
+        free(hits);
+        free(n_out);
+        Q = malloc(g * d * sizeof *Q);
+        hits = malloc(g * kmax * sizeof *hits);
+        n_out = malloc(g * sizeof *n_out);
+        if (!Q || !hits || !n_out) {
+            rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+            break;
+        }
+        for (size_t j = 0; j < g; j++) memcpy(Q + j * d, group[j]->vec, d * sizeof *Q);
+        adjust_ctx ctx = {e, group};
+        dt_topk_opts to = {0};
+        to.threads = e->opts.threads;
+        to.adjust = adjust_block;
+        to.adjust_ud = &ctx;
+        rc = dt_topk_ip(dt_index_matrix(s0->idx), dt_index_slots(s0->idx), d, d, Q, g, kmax, &to, hits, n_out, err);
+        for (size_t j = 0; j < g && rc == 0; j++) {
+            qstate *sj = group[j];
+            size_t w = qs[sj->qi].k + qs[sj->qi].offset, nh = n_out[j] < w ? n_out[j] : w;
+            rc = fill_result(sr, sj, hits + j * kmax, nh, &res[sj->qi], err);
+            done[sj->qi] = true;
+        }
+    }
+out:
+    if (rc)
+        for (size_t i = 0; i < m; i++) dt_match_result_free(&res[i]);
+    for (size_t i = 0; i < m; i++) qstate_free(&st[i]);
+    free(st);
+    free(group);
+    free(done);
+    free(Q);
+    free(hits);
+    free(n_out);
+    return rc;
+}
+
+/* ---- stored bases ---- */
+
+int dt_engine_get_basis(const dt_engine *e, const char *tname, dt_engine_basis *b)
+{
+    tenant *t = find_tenant(e, tname);
+    if (!t) return -DT_ENOTFOUND;
+    if (t->kind != DENSE_LSA) return 0;
+    b->built_docs = t->built_docs;
+    b->n_terms = t->lsa.n_terms;
+    b->dim = t->lsa.dim;
+    b->terms = t->col_terms;
+    b->idf = t->idf;
+    b->proj = t->lsa.proj;
+    b->sigma = t->lsa.sigma;
+    return 1;
+}
+
+int dt_engine_set_basis(dt_engine *e, const char *tname, const dt_engine_basis *b, dt_err *err)
+{
+    if (!b->n_terms || !b->dim || b->dim > DT_DIM_MAX || !b->terms || !b->idf || !b->proj || !b->sigma)
+        return dt_err_set(err, DT_EINVAL, "basis", "empty or inconsistent LSA basis");
+    tenant *t = get_tenant(e, tname, err);
+    if (!t) return err ? -err->code : -DT_ENOMEM;
+    if (t->kind == DENSE_EXTERNAL)
+        return dt_err_set(err, DT_EINVAL, "basis", "tenant '%s' uses external embeddings", t->name);
+    dt_lsa lsa;
+    memset(&lsa, 0, sizeof lsa);
+    dt_u32map col;
+    dt_u32map_init(&col);
+    float *idf = malloc(b->n_terms * sizeof *idf);
+    uint32_t *terms = malloc(b->n_terms * sizeof *terms);
+    int rc = dt_lsa_alloc(&lsa, b->n_terms, b->dim, err);
+    if (rc == 0 && (!idf || !terms || dt_u32map_reserve(&col, b->n_terms) < 0))
+        rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory loading the basis of tenant '%s'", t->name);
+    for (size_t c = 0; rc == 0 && c < b->n_terms; c++) {
+        if (dt_u32map_get(&col, b->terms[c]) != DT_U32MAP_NONE || b->terms[c] == DT_U32MAP_NONE)
+            rc = dt_err_set(err, DT_EINVAL, "basis", "term %u appears twice in the basis", b->terms[c]);
+        else if (dt_u32map_put(&col, b->terms[c], (uint32_t)c) < 0)
+            rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+    }
+    if (rc) {
+        dt_lsa_free(&lsa);
+        dt_u32map_free(&col);
+        free(idf);
+        free(terms);
+        return rc;
+    }
+    memcpy(lsa.proj, b->proj, b->n_terms * b->dim * sizeof(float));
+    memcpy(lsa.sigma, b->sigma, b->dim * sizeof(float));
+    memcpy(idf, b->idf, b->n_terms * sizeof *idf);
+    memcpy(terms, b->terms, b->n_terms * sizeof *terms);
+    tenant_clear_lsa(t);
+    t->lsa = lsa;
+    t->col = col;
+    t->idf = idf;
+    t->col_terms = terms;
+    t->built_docs = b->built_docs;
+    t->kind = DENSE_LSA;
+    return reproject(t, err);
+}

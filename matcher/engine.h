@@ -1,0 +1,163 @@
+/* engine.h - the matching engine: every tenant's two indexes, their vectorizers, and ranking.
+ *
+ * An engine holds, per tenant, a demand index and an achievement index (index.h) and one dense
+ * space shared by both sides: either a built-in LSA basis learned from the tenant's records
+ * (lsa.h), or the records' external embeddings when they carry them. Records are tokenized
+ * (text.h) into hashed terms for BM25 and for LSA.
+ *
+ * Ranking (DESIGN section 2): score = w_dense * cosine + w_lexical * BM25 / max BM25 of the query +
+ * w_structured * structured fit; the dense part comes from blocked GEMM over the whole matrix
+ * (topk.h), the others are added to each block before selection, so results are exact.
+ *
+ * Thread-safety: writers (upsert, delete, build, set_*) need exclusive access; any number of
+ * dt_searcher objects (one per thread) may search concurrently between writes.
+ * No I/O: loaders/ and server/ feed records in.
+ */
+#ifndef DT_ENGINE_H
+#define DT_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dt.h"
+#include "index.h"
+#include "record.h"
+
+typedef struct dt_weights {
+    float dense, lexical, structured;
+} dt_weights;
+
+typedef struct dt_engine_opts {
+    size_t dim;          /* LSA dimension (default 256) */
+    dt_weights weights;  /* default ranking weights */
+    float bm25_k1, bm25_b;
+    int threads;         /* threads one search may use for its GEMM (default 1) */
+    size_t lsa_min_docs; /* no LSA basis below this many records in a tenant (default 20) */
+    int lsa_power_iters; /* randomized SVD power iterations (default 2) */
+    uint64_t lsa_seed;
+    bool prf;            /* pseudo-relevance feedback on free-text queries (default true) */
+    size_t prf_docs;     /* feedback documents (default 10) */
+    size_t prf_terms;    /* expansion terms (default 20) */
+    float prf_weight;    /* weight of the expansion relative to the original query (default 0.5) */
+} dt_engine_opts;
+
+dt_engine_opts dt_engine_opts_default(void);
+
+typedef struct dt_engine dt_engine;
+
+dt_engine *dt_engine_new(const dt_engine_opts *opts, dt_err *err);
+void dt_engine_free(dt_engine *e);
+const dt_engine_opts *dt_engine_opts_get(const dt_engine *e);
+
+/* Region clusters ("yrd" -> CN.31, CN.32, ...), used by filters and the structured fit.
+ * dt_engine_parse_clusters reads "name<TAB>prefix" lines ('#' comments, blank lines allowed) from a
+ * buffer; errors name the line. Replaces earlier definitions of the same names. */
+int dt_engine_add_cluster(dt_engine *e, const char *name, const char *region_prefix, dt_err *err);
+int dt_engine_parse_clusters(dt_engine *e, const char *text, size_t len, dt_err *err);
+/* Region prefixes of a named cluster (NULL and *n = 0 when unknown). Owned by the engine. */
+const char *const *dt_engine_cluster(const dt_engine *e, const char *name, size_t *n);
+
+/* Validates and stores *rec (moved in: rec is re-initialised on success, untouched on failure).
+ * Replaces the live record with the same (tenant, side, id). Its dense vector is the projection on
+ * the tenant's current basis (zero until the first dt_engine_build) or its own embedding. */
+int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err);
+int dt_engine_delete(dt_engine *e, const char *tenant, dt_side side, const char *id, dt_err *err);
+const dt_record *dt_engine_get(const dt_engine *e, const char *tenant, dt_side side, const char *id);
+/* The tenant's index of one side, or NULL when the tenant has none yet. */
+dt_index *dt_engine_index(const dt_engine *e, const char *tenant, dt_side side);
+/* Tenant names, in creation order: *n of them, owned by the engine. */
+const char *const *dt_engine_tenants(const dt_engine *e, size_t *n);
+/* Per-tenant write counter: bumped by every upsert, delete and build of that tenant (cache keys). */
+uint64_t dt_engine_epoch(const dt_engine *e, const char *tenant);
+/* "lsa", "external" or "none" (no dense part yet) for a tenant. */
+const char *dt_engine_dense_kind(const dt_engine *e, const char *tenant);
+
+/* (Re-)learns the LSA basis of a tenant (NULL: of every tenant) from its live records and
+ * re-projects every record. Tenants whose records carry embeddings are left as they are. */
+int dt_engine_build(dt_engine *e, const char *tenant, dt_err *err);
+/* Whether a tenant's basis is due: it has none yet but enough records, or its live records have
+ * doubled since it was learned (so re-learning costs amortised O(1) per upsert). */
+bool dt_engine_needs_build(const dt_engine *e, const char *tenant);
+
+/* A tenant's learned LSA basis, as the snapshot stores it: column c is hashed term terms[c] with
+ * weight idf[c]; proj is n_terms x dim (row-major), sigma has dim values. */
+typedef struct dt_engine_basis {
+    size_t built_docs;
+    size_t n_terms, dim;
+    const uint32_t *terms;
+    const float *idf;
+    const float *proj;
+    const float *sigma;
+} dt_engine_basis;
+
+/* Views the tenant's basis (borrowed: valid until the next write). 1 when it has one, 0 when its
+ * dense part is not LSA (none yet, or external embeddings), -DT_ENOTFOUND for an unknown tenant. */
+int dt_engine_get_basis(const dt_engine *e, const char *tenant, dt_engine_basis *b);
+/* Installs a stored basis for a tenant (created when new; its records are re-projected). Copies b.
+ * Refused with -DT_EINVAL when the tenant uses external embeddings or b is inconsistent. */
+int dt_engine_set_basis(dt_engine *e, const char *tenant, const dt_engine_basis *b, dt_err *err);
+
+/* A query: by a stored record (record_id + record_side) or by free text, against target side. */
+typedef struct dt_query {
+    const char *tenant;      /* NULL = "public" */
+    dt_side target;          /* the side searched */
+    const char *record_id;   /* query by this stored record ... */
+    dt_side record_side;
+    const char *text;        /* ... or by this free text */
+    dt_filter filter;        /* dt_filter_init'ed; region_prefixes are added from clusters */
+    const char *const *clusters; /* cluster names: records in any of them pass (with region_prefixes) */
+    size_t n_clusters;
+    const char *const *exclude_ids;
+    size_t n_exclude;
+    /* NULL, or a bitmap over the target index's slots (bit s in word s / 64, dt_index_slots() bits,
+     * built under the same read lock as the search): only set slots may be returned. */
+    const uint64_t *allow_slots;
+    size_t k, offset;        /* results [offset, offset + k) */
+    bool explain;
+    const dt_weights *weights; /* NULL = the engine's defaults */
+    int prf;                 /* pseudo-relevance feedback for text queries: -1 engine default, 0 off, 1 on */
+} dt_query;
+
+void dt_query_init(dt_query *q);
+
+#define DT_EXPLAIN_TERMS 8
+typedef struct dt_term_weight {
+    char term[64];
+    float weight;
+} dt_term_weight;
+
+/* Structured-fit components, each in [0, 1], or -1 when one side lacks the attribute. */
+enum { DT_FIT_FIELD, DT_FIT_REGION, DT_FIT_TRL, DT_FIT_PRICE, DT_FIT_MODES, DT_FIT_COUNT };
+const char *dt_fit_name(int part);
+
+typedef struct dt_match {
+    const dt_record *rec; /* owned by the engine; valid until the next write */
+    uint32_t slot;
+    float score;
+    float dense, lexical, structured; /* the weighted parts: score = dense + lexical + structured */
+    float fit[DT_FIT_COUNT];          /* filled when explain */
+    dt_term_weight terms[DT_EXPLAIN_TERMS];
+    size_t n_terms;
+} dt_match;
+
+typedef struct dt_match_result {
+    dt_match *v;
+    size_t n;
+    size_t total_candidates; /* records that passed the filters */
+    uint64_t epoch;          /* the tenant's epoch the result was computed at */
+} dt_match_result;
+
+void dt_match_result_free(dt_match_result *r);
+
+/* Per-thread search state (tokenizer and scratch buffers). Borrows the engine. */
+typedef struct dt_searcher dt_searcher;
+dt_searcher *dt_searcher_new(dt_engine *e, dt_err *err);
+void dt_searcher_free(dt_searcher *s);
+
+/* Runs m queries; res[i] receives query i's matches (free each with dt_match_result_free).
+ * Queries on the same (tenant, target) share one blocked GEMM. A query that fails (unknown record,
+ * bad weights) fails the call: err names it as "queries[i]" or the field. */
+int dt_search(dt_searcher *s, const dt_query *q, size_t m, dt_match_result *res, dt_err *err);
+
+#endif
