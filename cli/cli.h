@@ -1,0 +1,26 @@
+/* cli.h - pieces shared by the `dovetail` command-line tool's subcommands. */
+#ifndef DT_CLI_H
+#define DT_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "engine.h"
+#include "load.h"
+
+/* Loads one file into the engine; prints each rejected row as "FILE:LINE: FIELD: MESSAGE" on
+ * stderr (at most `show` of them) and a one-line summary unless quiet. Returns 0, or -code when the
+ * file could not be read at all (or strict refused it). *loaded receives the count. */
+int cli_load(dt_engine *e, const char *path, int default_side, const char *tenant, bool strict, bool quiet,
+             size_t *loaded);
+
+/* Parses "0.3,0.6,0.1" into weights. 0 or -1 (message printed). */
+int cli_parse_weights(const char *s, dt_weights *w);
+
+/* Whether progress lines may be drawn (stderr is a terminal). */
+bool cli_tty(void);
+
+int cmd_eval(int argc, char **argv);
+int cmd_pair(int argc, char **argv);
+
+#endif
