@@ -61,7 +61,7 @@ dt_engine_opts dt_engine_opts_default(void)
     dt_engine_opts o;
     memset(&o, 0, sizeof o);
     o.dim = 256;
-    o.weights = (dt_weights){0.3f, 0.7f, 0.1f};
+    o.weights = (dt_weights){0.7f, 0.3f, 0.1f};
     o.bm25_k1 = 1.2f;
     o.bm25_b = 0.75f;
     o.threads = 1;
@@ -72,6 +72,10 @@ dt_engine_opts dt_engine_opts_default(void)
     o.prf_docs = 10;
     o.prf_terms = 20;
     o.prf_weight = 0.5f;
+    o.prf_max_terms = 40;
+    o.title_weight = 2;
+    o.fusion_depth = 100;
+    o.fusion_adapt = true;
     return o;
 }
 
@@ -310,12 +314,14 @@ const dt_record *dt_engine_get(const dt_engine *e, const char *tname, dt_side si
 
 /* ---- vectorizing ---- */
 
-/* Tokens of a record's title, keywords and text (appended to toks, which is cleared first). */
-static int tokenize_record(dt_text *tx, const dt_record *r, dt_tokens *toks, dt_err *err)
+/* Tokens of a record's title (title_weight times: a field weight, as BM25F gives titles), keywords
+ * and text (appended to toks, which is cleared first). */
+static int tokenize_record(dt_text *tx, unsigned title_weight, const dt_record *r, dt_tokens *toks, dt_err *err)
 {
     dt_tokens_clear(toks);
     int rc = 0;
-    if (r->title) rc = dt_text_tokenize(tx, r->title, strlen(r->title), toks, err);
+    for (unsigned k = 0; rc == 0 && r->title && k < title_weight; k++)
+        rc = dt_text_tokenize(tx, r->title, strlen(r->title), toks, err);
     for (size_t i = 0; rc == 0 && i < r->n_keywords; i++)
         rc = dt_text_tokenize(tx, r->keywords[i], strlen(r->keywords[i]), toks, err);
     if (rc == 0 && r->text) rc = dt_text_tokenize(tx, r->text, strlen(r->text), toks, err);
@@ -451,7 +457,7 @@ int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err)
         rc = make_external(t, rec->dim, err);
         if (rc) return rc;
     }
-    rc = tokenize_record(e->text, rec, &e->toks, err);
+    rc = tokenize_record(e->text, e->opts.title_weight, rec, &e->toks, err);
     if (rc) return rc;
     dt_tf *terms;
     size_t n;
@@ -702,7 +708,7 @@ typedef struct qstate {
     float *vec;            /* dense query vector, dim of idx, or NULL */
     float *acc;            /* BM25 per slot */
     float lex_scale;       /* 1 / max BM25 over allowed slots (0 when none) */
-    float dense_scale, dense_shift; /* EXPERIMENT */
+    float dense_scale;     /* 1 / best cosine among the fusion candidates (1 when not scaled) */
     uint64_t *allow;
     size_t n_allowed;
     dt_weights w;
@@ -780,7 +786,7 @@ static inline bool allowed(const qstate *st, size_t slot)
 
 static inline float combine(const dt_engine *e, const qstate *st, size_t slot, float dense)
 {
-    float s = st->w.dense * (dense - st->dense_shift) * st->dense_scale + st->w.lexical * st->acc[slot] * st->lex_scale;
+    float s = st->w.dense * dense * st->dense_scale + st->w.lexical * st->acc[slot] * st->lex_scale;
     if (st->structured) s += st->w.structured * fit_score(e, st->qrec, dt_index_record(st->idx, (uint32_t)slot), NULL);
     return s;
 }
@@ -936,6 +942,52 @@ out:
     return rc;
 }
 
+/* Fewest lexical candidates from which the fusion is estimated; with fewer, the dense part stays
+ * the plain cosine. */
+#define FUSION_MIN_CANDIDATES 5
+
+/* Score normalisation and query-adaptive weighting of the convex combination, estimated on the
+ * query's best fusion_depth lexical candidates (allowed records with a BM25 score above 0):
+ * - the dense part is divided by the best cosine among them, as the lexical part is divided by the
+ *   best BM25, so both parts are on the same scale where the ranking is decided whatever the range
+ *   of the vectors' cosines (LSA or external embeddings);
+ * - with fusion_adapt, the dense weight is multiplied by the agreement of the two parts there,
+ *   the Pearson correlation of BM25 and cosine over those candidates (floored at 0), and the
+ *   lexical weight takes what the dense weight gives up: a dense space that disagrees with exact
+ *   term evidence on the very records that evidence ranks best does not get to reorder them.
+ * Nothing changes when fewer than FUSION_MIN_CANDIDATES candidates exist or either part is
+ * constant over them. Cost: fusion_depth dot products of the dense dimension. */
+static int fuse_weights(const dt_engine *e, qstate *st, size_t slots, dt_err *err)
+{
+    size_t depth = e->opts.fusion_depth, n = 0, d = dt_index_dim(st->idx);
+    dt_hit *top = malloc(depth * sizeof *top);
+    if (!top) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+    for (size_t s = 0; s < slots; s++)
+        if (st->acc[s] > 0 && allowed(st, s)) heap_push(top, &n, depth, (dt_hit){st->acc[s], (uint32_t)s});
+    if (n >= FUSION_MIN_CANDIDATES) {
+        const float *X = dt_index_matrix(st->idx);
+        double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0, best = 0;
+        for (size_t i = 0; i < n; i++) {
+            const float *row = X + (size_t)top[i].row * d;
+            double x = top[i].score, y = 0;
+            for (size_t j = 0; j < d; j++) y += (double)st->vec[j] * row[j];
+            if (y > best) best = y;
+            sx += x, sy += y, sxx += x * x, syy += y * y, sxy += x * y;
+        }
+        double m = (double)n, vx = sxx / m - (sx / m) * (sx / m), vy = syy / m - (sy / m) * (sy / m);
+        if (best > 0) st->dense_scale = (float)(1.0 / best);
+        /* weights the caller gave are used as given; only the defaults adapt */
+        if (e->opts.fusion_adapt && !st->q->weights && vx > 1e-12 * (sxx / m) && vy > 1e-12 * (syy / m)) {
+            double r = (sxy / m - (sx / m) * (sy / m)) / sqrt(vx * vy);
+            float wd = st->w.dense * (float)(r > 0 ? (r < 1 ? r : 1) : 0);
+            st->w.lexical += st->w.dense - wd;
+            st->w.dense = wd;
+        }
+    }
+    free(top);
+    return 0;
+}
+
 static int prepare(dt_searcher *sr, const dt_query *q, size_t qi, qstate *st, dt_err *err)
 {
     dt_engine *e = sr->e;
@@ -967,7 +1019,7 @@ static int prepare(dt_searcher *sr, const dt_query *q, size_t qi, qstate *st, dt
     /* query terms */
     int rc;
     if (st->qrec) {
-        rc = tokenize_record(sr->text, st->qrec, &sr->toks, err);
+        rc = tokenize_record(sr->text, e->opts.title_weight, st->qrec, &sr->toks, err);
     } else {
         dt_tokens_clear(&sr->toks);
         rc = dt_text_tokenize(sr->text, q->text, strlen(q->text), &sr->toks, err);
@@ -977,16 +1029,6 @@ static int prepare(dt_searcher *sr, const dt_query *q, size_t qi, qstate *st, dt
     rc = term_counts(&sr->toks, &st->terms, &st->n_terms, err);
     if (rc) return rc;
     st->n_orig_terms = st->n_terms;
-    {
-        const char *qm = getenv("XQTF");
-        int mode = qm ? atoi(qm) : 1;
-        float k3 = getenv("XK3") ? strtof(getenv("XK3"), NULL) : 8;
-        if (st->qrec || getenv("XQTFALL"))
-            for (size_t i = 0; i < st->n_terms; i++) {
-                float f = st->terms[i].tf;
-                st->terms[i].tf = mode == 1 ? 1.0f + logf(f) : mode == 2 ? (k3 + 1) * f / (k3 + f) : mode == 3 ? 1.0f : f;
-            }
-    }
 
     /* filter */
     size_t slots = dt_index_slots(st->idx), words = (slots + 63) / 64;
@@ -1030,8 +1072,8 @@ static int prepare(dt_searcher *sr, const dt_query *q, size_t qi, qstate *st, dt
 
     /* lexical */
     dt_index_bm25(st->idx, st->terms, st->n_terms, e->opts.bm25_k1, e->opts.bm25_b, st->acc);
-    size_t xpm = getenv("XPRFMAX") ? (size_t)atoi(getenv("XPRFMAX")) : 100000;
-    if (!st->qrec && (q->prf < 0 ? e->opts.prf : q->prf > 0) && st->w.lexical > 0 && st->n_orig_terms <= xpm) {
+    if (!st->qrec && (q->prf < 0 ? e->opts.prf : q->prf > 0) && st->w.lexical > 0 &&
+        st->n_orig_terms <= e->opts.prf_max_terms) {
         rc = add_feedback(e, st, err);
         if (rc) return rc;
     }
@@ -1058,53 +1100,10 @@ static int prepare(dt_searcher *sr, const dt_query *q, size_t qi, qstate *st, dt
             if (rc) return rc;
         }
     }
-    float xroc = getenv("XROC") ? strtof(getenv("XROC"), NULL) : 0;
-    size_t xrocn = getenv("XROCN") ? (size_t)atoi(getenv("XROCN")) : 10;
-    if (st->vec && xroc > 0) {
-        dt_hit top[100]; size_t n = 0;
-        for (size_t s = 0; s < slots; s++)
-            if (allowed(st, s) && st->acc[s] > 0) heap_push(top, &n, xrocn, (dt_hit){st->acc[s], (uint32_t)s});
-        if (n) {
-            float *add = calloc(d, sizeof *add);
-            const float *X = dt_index_matrix(st->idx);
-            for (size_t i = 0; i < n; i++)
-                for (size_t j = 0; j < d; j++) add[j] += X[top[i].row * d + j] / n;
-            for (size_t j = 0; j < d; j++) st->vec[j] += xroc * add[j];
-            normalize(st->vec, d);
-            free(add);
-        }
-    }
     st->dense_scale = 1;
-    st->dense_shift = 0;
-    int xdn = getenv("XDN") ? atoi(getenv("XDN")) : 0;
-    if (st->vec && xdn) {
-        float mx = -1;
-        double sum = 0;
-        size_t cnt = 0;
-        const float *X = dt_index_matrix(st->idx);
-        for (size_t s = 0; s < slots; s++) {
-            if (!allowed(st, s)) continue;
-            float c = 0;
-            for (size_t j = 0; j < d; j++) c += st->vec[j] * X[s * d + j];
-            if (c > mx) mx = c;
-            sum += c;
-            cnt++;
-        }
-        float mu = cnt ? (float)(sum / cnt) : 0;
-        if (xdn == 1 && mx > 0) st->dense_scale = 1 / mx;
-        if (xdn == 2 && mx > mu) st->dense_scale = 1 / (mx - mu), st->dense_shift = mu;
-        if (xdn == 3 && mx > 0) { /* lexical top-N local max */
-            dt_hit top[100]; size_t n = 0;
-            for (size_t s = 0; s < slots; s++)
-                if (allowed(st, s) && st->acc[s] > 0) heap_push(top, &n, 100, (dt_hit){st->acc[s], (uint32_t)s});
-            float lm = 0;
-            for (size_t i = 0; i < n; i++) {
-                float c = 0;
-                for (size_t j = 0; j < d; j++) c += st->vec[j] * X[top[i].row * d + j];
-                if (c > lm) lm = c;
-            }
-            if (lm > 0) st->dense_scale = 1 / lm;
-        }
+    if (st->vec && st->w.dense > 0 && st->w.lexical > 0 && e->opts.fusion_depth) {
+        rc = fuse_weights(e, st, slots, err);
+        if (rc) return rc;
     }
     st->structured = st->qrec && st->w.structured > 0;
     return 0;
@@ -1181,7 +1180,7 @@ static int fill_result(dt_searcher *sr, qstate *st, const dt_hit *hits, size_t n
     if (q->explain && n) {
         /* explanations name terms by the query's tokens; prepare() left in sr->toks only those of
          * the last query prepared, so tokenize this one again */
-        int rc = st->qrec ? tokenize_record(sr->text, st->qrec, &sr->toks, err)
+        int rc = st->qrec ? tokenize_record(sr->text, sr->e->opts.title_weight, st->qrec, &sr->toks, err)
                           : (dt_tokens_clear(&sr->toks), dt_text_tokenize(sr->text, q->text, strlen(q->text), &sr->toks, err));
         if (rc) return rc;
     }
@@ -1195,7 +1194,7 @@ static int fill_result(dt_searcher *sr, qstate *st, const dt_hit *hits, size_t n
             const float *row = dt_index_row(st->idx, m->slot);
             for (size_t j = 0; j < d; j++) cos += st->vec[j] * row[j];
         }
-        m->dense = st->w.dense * cos;
+        m->dense = st->w.dense * cos * st->dense_scale;
         m->lexical = st->w.lexical * st->acc[m->slot] * st->lex_scale;
         m->structured = st->structured ? st->w.structured * fit_score(sr->e, st->qrec, m->rec, NULL) : 0;
         if (q->explain) explain(sr, st, m);

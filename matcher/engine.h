@@ -5,9 +5,20 @@
  * (lsa.h), or the records' external embeddings when they carry them. Records are tokenized
  * (text.h) into hashed terms for BM25 and for LSA.
  *
- * Ranking (DESIGN section 2): score = w_dense * cosine + w_lexical * BM25 / max BM25 of the query +
- * w_structured * structured fit; the dense part comes from blocked GEMM over the whole matrix
+ * Ranking (DESIGN section 2): score = w_dense' * cosine / c + w_lexical' * BM25 / max BM25 of the
+ * query + w_structured * structured fit; the dense part comes from blocked GEMM over the whole matrix
  * (topk.h), the others are added to each block before selection, so results are exact.
+ * - BM25 (k1, b) over hashed terms; a record's title counts title_weight times (a BM25F-style field
+ *   weight). Query terms weigh by their count in the query (BM25 with k3 = infinity), whether the
+ *   query is a short text or a whole record. Free-text queries of at most prf_max_terms distinct
+ *   terms get RM3-style pseudo-relevance feedback (long texts are left as they are: feedback helps
+ *   keyword queries and drifts long ones).
+ * - Fusion (when both w_dense and w_lexical are > 0 and the query has at least 5 lexical
+ *   candidates): c is the best cosine among the query's top fusion_depth BM25 candidates, so both
+ *   parts share a scale; with fusion_adapt, w_dense' = w_dense * max(0, r) where r is the Pearson
+ *   correlation of BM25 and cosine over those candidates, and w_lexical' = w_lexical + w_dense -
+ *   w_dense'. Otherwise c = 1 and the weights are used as given. The weighted parts reported in a
+ *   dt_match are the ones actually added.
  *
  * Thread-safety: writers (upsert, delete, build, set_*) need exclusive access; any number of
  * dt_searcher objects (one per thread) may search concurrently between writes.
@@ -30,7 +41,7 @@ typedef struct dt_weights {
 
 typedef struct dt_engine_opts {
     size_t dim;          /* LSA dimension (default 256) */
-    dt_weights weights;  /* default ranking weights */
+    dt_weights weights;  /* default ranking weights (0.7 dense, 0.3 lexical, 0.1 structured) */
     float bm25_k1, bm25_b;
     int threads;         /* threads one search may use for its GEMM (default 1) */
     size_t lsa_min_docs; /* no LSA basis below this many records in a tenant (default 20) */
@@ -40,6 +51,10 @@ typedef struct dt_engine_opts {
     size_t prf_docs;     /* feedback documents (default 10) */
     size_t prf_terms;    /* expansion terms (default 20) */
     float prf_weight;    /* weight of the expansion relative to the original query (default 0.5) */
+    size_t prf_max_terms; /* feedback only for queries of at most this many distinct terms (default 40) */
+    unsigned title_weight; /* a title's tokens count this many times (default 2; 0 ignores titles) */
+    size_t fusion_depth; /* lexical candidates the fusion is estimated on; 0 = plain cosine (default 100) */
+    bool fusion_adapt;   /* scale the dense weight by the dense/lexical agreement (default true) */
 } dt_engine_opts;
 
 dt_engine_opts dt_engine_opts_default(void);

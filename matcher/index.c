@@ -360,8 +360,10 @@ int dt_index_put(dt_index *idx, dt_record *rec, const dt_tf *terms, size_t n_ter
     }
     uint32_t s = (uint32_t)idx->n;
     dt_tf *mine = idx->terms + idx->terms_len;
-    memcpy(mine, terms, n_terms * sizeof *mine);
-    qsort(mine, n_terms, sizeof *mine, cmp_tf);
+    if (n_terms) { /* a record with no text has no terms (and terms may be NULL) */
+        memcpy(mine, terms, n_terms * sizeof *mine);
+        qsort(mine, n_terms, sizeof *mine, cmp_tf);
+    }
     /* Postings first: the only step after the checks above that can fail halfway. A failure leaves
      * postings pointing at slot n, which is not in use and is overwritten by the next put. */
     for (size_t i = 0; i < n_terms; i++) {
