@@ -7,8 +7,8 @@ BUILD="build-essential pkg-config libevent-dev libhiredis-dev libxxhash-dev \
 libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev liblapacke-dev \
 libjansson-dev libutf8proc-dev libcsv-dev libstemmer-dev libcmocka-dev"
 RUNTIME="redis-server redis-tools curl"
-TEST="python3 python3-protobuf python3-requests python3-numpy python3-scipy python3-networkx"
-BENCH="python3-faiss wrk"
+TEST="python3 python3-protobuf python3-requests python3-numpy python3-scipy python3-networkx chromium"
+BENCH="python3-faiss python3-xapian wrk bc"
 
 want="$BUILD $RUNTIME $TEST"
 [ "${DOVETAIL_BENCH_DEPS:-0}" = 1 ] && want="$want $BENCH"

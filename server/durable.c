@@ -1,0 +1,447 @@
+/* durable.c - snapshot + journal for dovetaild (see durable.h and docs/durability.md).
+ *
+ * Journal payloads (codec.h encoding):
+ *   DT_J_UPSERT  u32 count, then count records (each carries its tenant and side)
+ *   DT_J_DELETE  str tenant, u8 side, u32 count, count str ids
+ *   DT_J_BUILD   str tenant: the tenant's LSA basis was re-learned here (replay re-learns it from
+ *                the same records in the same order, which gives the same basis)
+ * Snapshot sections:
+ *   DT_S_BASIS   str tenant, u64 built_docs, u64 n_terms, u64 dim, n_terms u32 terms, n_terms f32
+ *                idf, n_terms*dim f32 proj, dim f32 sigma (always before the tenant's records)
+ *   DT_S_RECORDS u32 count, then count records
+ */
+#include "durable.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "codec.h"
+#include "snapshot.h"
+
+#define RECORDS_PER_SECTION 1000
+#define MAX_IDS (10u * 1000 * 1000)
+
+struct dt_durable {
+    dt_durable_opts o;
+    char dir[4096];
+    dt_engine *e;
+    pthread_rwlock_t *lock;
+    dt_journal *j;
+    int lock_fd;
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping;
+    uint64_t bytes_at_snapshot; /* journal bytes appended when the last snapshot started */
+    pthread_mutex_t snap_mu;    /* one snapshot at a time */
+    uint64_t snapshots, snapshot_failures, last_snapshot_seq;
+    double last_snapshot_seconds;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void logf_(const dt_durable *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(const dt_durable *d, const char *fmt, ...)
+{
+    if (d->o.quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "dovetaild: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* ---- applying entries and sections (start-up) ---- */
+
+static int apply_records(dt_engine *e, dt_codec_reader *rd, const char *what, dt_err *err)
+{
+    uint32_t n;
+    int rc = dt_codec_get_count(rd, &n, MAX_IDS, 8, "count", err);
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        dt_record r;
+        rc = dt_codec_get_record(rd, &r, err);
+        if (rc) break;
+        rc = dt_engine_upsert(e, &r, err);
+        if (rc) {
+            char m[256];
+            snprintf(m, sizeof m, "%s: stored record '%.128s' refused: %.80s", what, r.id ? r.id : "", err->msg);
+            dt_err_set(err, DT_ECORRUPT, err->field, "%s", m);
+            rc = -DT_ECORRUPT;
+        }
+        dt_record_free(&r);
+    }
+    return rc ? rc : dt_codec_reader_end(rd, what, err);
+}
+
+static int apply_entry(void *ud, uint8_t type, const uint8_t *p, size_t len, uint64_t seq, dt_err *err)
+{
+    dt_engine *e = ud;
+    dt_codec_reader rd;
+    dt_codec_reader_init(&rd, p, len);
+    char what[64];
+    snprintf(what, sizeof what, "journal entry %llu", (unsigned long long)seq);
+    switch (type) {
+    case DT_J_UPSERT: return apply_records(e, &rd, what, err);
+    case DT_J_DELETE: {
+        char *tenant = NULL;
+        uint8_t side;
+        uint32_t n;
+        int rc = dt_codec_get_str(&rd, &tenant, DT_TENANT_MAX, "tenant", err);
+        if (!rc) rc = dt_codec_get_u8(&rd, &side, "side", err);
+        if (!rc && side > 1) rc = dt_err_set(err, DT_ECORRUPT, "side", "%s: bad side %u", what, side);
+        if (!rc) rc = dt_codec_get_count(&rd, &n, MAX_IDS, 4, "count", err);
+        for (uint32_t i = 0; rc == 0 && i < n; i++) {
+            char *id = NULL;
+            rc = dt_codec_get_str(&rd, &id, DT_ID_MAX, "id", err);
+            if (!rc) dt_engine_delete(e, tenant, (dt_side)side, id, NULL); /* gone already is fine */
+            free(id);
+        }
+        free(tenant);
+        return rc ? rc : dt_codec_reader_end(&rd, what, err);
+    }
+    case DT_J_BUILD: {
+        char *tenant = NULL;
+        int rc = dt_codec_get_str(&rd, &tenant, DT_TENANT_MAX, "tenant", err);
+        if (!rc) rc = dt_codec_reader_end(&rd, what, err);
+        if (!rc && dt_engine_build(e, tenant, err) < 0 && err->code != DT_ENOTFOUND) rc = -err->code;
+        free(tenant);
+        return rc;
+    }
+    }
+    return dt_err_set(err, DT_ECORRUPT, NULL, "%s: unknown entry type %u", what, type);
+}
+
+static int apply_section(void *ud, uint8_t type, const uint8_t *p, size_t len, dt_err *err)
+{
+    dt_engine *e = ud;
+    dt_codec_reader rd;
+    dt_codec_reader_init(&rd, p, len);
+    if (type == DT_S_RECORDS) return apply_records(e, &rd, "snapshot records", err);
+    if (type != DT_S_BASIS) return dt_err_set(err, DT_ECORRUPT, NULL, "snapshot: unknown section type %u", type);
+    char *tenant = NULL;
+    uint64_t built, nt, dim;
+    int rc = dt_codec_get_str(&rd, &tenant, DT_TENANT_MAX, "tenant", err);
+    if (!rc) rc = dt_codec_get_u64(&rd, &built, "built_docs", err);
+    if (!rc) rc = dt_codec_get_u64(&rd, &nt, "n_terms", err);
+    if (!rc) rc = dt_codec_get_u64(&rd, &dim, "dim", err);
+    if (!rc && (nt == 0 || dim == 0 || dim > DT_DIM_MAX || nt > (1u << 24) ||
+                (nt * (dim + 2) + dim) * 4 > dt_codec_reader_left(&rd)))
+        rc = dt_err_set(err, DT_ECORRUPT, "basis", "snapshot basis of '%s': sizes %llu x %llu do not fit the section",
+                        tenant ? tenant : "", (unsigned long long)nt, (unsigned long long)dim);
+    uint32_t *terms = NULL;
+    float *idf = NULL, *proj = NULL, *sigma = NULL;
+    if (!rc) {
+        terms = malloc(nt * sizeof *terms);
+        idf = malloc(nt * sizeof *idf);
+        proj = malloc(nt * dim * sizeof *proj);
+        sigma = malloc(dim * sizeof *sigma);
+        if (!terms || !idf || !proj || !sigma) rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory loading a basis");
+    }
+    for (uint64_t i = 0; !rc && i < nt; i++) rc = dt_codec_get_u32(&rd, &terms[i], "terms", err);
+    for (uint64_t i = 0; !rc && i < nt; i++) rc = dt_codec_get_f32(&rd, &idf[i], "idf", err);
+    for (uint64_t i = 0; !rc && i < nt * dim; i++) rc = dt_codec_get_f32(&rd, &proj[i], "proj", err);
+    for (uint64_t i = 0; !rc && i < dim; i++) rc = dt_codec_get_f32(&rd, &sigma[i], "sigma", err);
+    if (!rc) rc = dt_codec_reader_end(&rd, "snapshot basis", err);
+    if (!rc) {
+        dt_engine_basis b = {(size_t)built, (size_t)nt, (size_t)dim, terms, idf, proj, sigma};
+        rc = dt_engine_set_basis(e, tenant, &b, err);
+    }
+    free(tenant);
+    free(terms);
+    free(idf);
+    free(proj);
+    free(sigma);
+    return rc;
+}
+
+/* ---- encoding ---- */
+
+int dt_durable_encode_upsert(dt_record *const *recs, size_t n, uint8_t **payload, size_t *len, dt_err *err)
+{
+    dt_codec_buf b;
+    dt_codec_buf_init(&b);
+    dt_codec_put_u32(&b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        if (dt_codec_put_record(&b, recs[i], err) < 0) {
+            dt_codec_buf_fini(&b);
+            return -err->code;
+        }
+    return dt_codec_buf_take(&b, payload, len, err);
+}
+
+int dt_durable_append(dt_durable *d, uint8_t type, const uint8_t *payload, size_t len, uint64_t *seq, dt_err *err)
+{
+    int rc = dt_journal_append(d->j, type, payload, len, seq, err);
+    pthread_mutex_lock(&d->mu);
+    pthread_cond_signal(&d->cv); /* the snapshot thread checks the journal's growth */
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+int dt_durable_log_delete(dt_durable *d, const char *tenant, dt_side side, char *const *ids, size_t n,
+                          uint64_t *seq, dt_err *err)
+{
+    dt_codec_buf b;
+    dt_codec_buf_init(&b);
+    dt_codec_put_str(&b, tenant);
+    dt_codec_put_u8(&b, (uint8_t)side);
+    dt_codec_put_u32(&b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) dt_codec_put_str(&b, ids[i]);
+    uint8_t *p;
+    size_t len;
+    int rc = dt_codec_buf_take(&b, &p, &len, err);
+    if (rc) return rc;
+    rc = dt_durable_append(d, DT_J_DELETE, p, len, seq, err);
+    free(p);
+    return rc;
+}
+
+int dt_durable_log_build(dt_durable *d, const char *tenant, uint64_t *seq, dt_err *err)
+{
+    dt_codec_buf b;
+    dt_codec_buf_init(&b);
+    dt_codec_put_str(&b, tenant);
+    uint8_t *p;
+    size_t len;
+    int rc = dt_codec_buf_take(&b, &p, &len, err);
+    if (rc) return rc;
+    rc = dt_durable_append(d, DT_J_BUILD, p, len, seq, err);
+    free(p);
+    return rc;
+}
+
+int dt_durable_sync(dt_durable *d, uint64_t seq, dt_err *err)
+{
+    return dt_journal_sync(d->j, seq, err);
+}
+
+/* ---- snapshots ---- */
+
+static int put_basis(dt_snapshot_writer *w, const char *tenant, const dt_engine_basis *bs, dt_err *err)
+{
+    dt_codec_buf b;
+    dt_codec_buf_init(&b);
+    dt_codec_put_str(&b, tenant);
+    dt_codec_put_u64(&b, bs->built_docs);
+    dt_codec_put_u64(&b, bs->n_terms);
+    dt_codec_put_u64(&b, bs->dim);
+    for (size_t i = 0; i < bs->n_terms; i++) dt_codec_put_u32(&b, bs->terms[i]);
+    for (size_t i = 0; i < bs->n_terms; i++) dt_codec_put_f32(&b, bs->idf[i]);
+    for (size_t i = 0; i < bs->n_terms * bs->dim; i++) dt_codec_put_f32(&b, bs->proj[i]);
+    for (size_t i = 0; i < bs->dim; i++) dt_codec_put_f32(&b, bs->sigma[i]);
+    int rc = dt_codec_buf_check(&b, err);
+    if (!rc) rc = dt_snapshot_put(w, DT_S_BASIS, b.data, b.len, err);
+    dt_codec_buf_fini(&b);
+    return rc;
+}
+
+/* Writes every tenant's basis and live records; called with the engine read-locked. */
+static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
+{
+    size_t nt;
+    const char *const *names = dt_engine_tenants(d->e, &nt);
+    dt_codec_buf b;
+    dt_codec_buf_init(&b);
+    int rc = 0;
+    for (size_t t = 0; rc == 0 && t < nt; t++) {
+        dt_engine_basis bs;
+        if (dt_engine_get_basis(d->e, names[t], &bs) == 1) rc = put_basis(w, names[t], &bs, err);
+        for (int side = 0; rc == 0 && side < 2; side++) {
+            dt_index *idx = dt_engine_index(d->e, names[t], (dt_side)side);
+            size_t slots = idx ? dt_index_slots(idx) : 0, s = 0;
+            while (rc == 0 && s < slots) {
+                dt_codec_buf_reset(&b);
+                dt_codec_put_u32(&b, 0); /* count, patched below */
+                uint32_t count = 0;
+                for (; s < slots && count < RECORDS_PER_SECTION && rc == 0; s++) {
+                    if (!dt_index_live(idx, (uint32_t)s)) continue;
+                    rc = dt_codec_put_record(&b, dt_index_record(idx, (uint32_t)s), err);
+                    count++;
+                }
+                if (rc || count == 0) break;
+                if ((rc = dt_codec_buf_check(&b, err)) == 0) {
+                    b.data[0] = (uint8_t)count, b.data[1] = (uint8_t)(count >> 8);
+                    b.data[2] = (uint8_t)(count >> 16), b.data[3] = (uint8_t)(count >> 24);
+                    rc = dt_snapshot_put(w, DT_S_RECORDS, b.data, b.len, err);
+                }
+            }
+        }
+    }
+    dt_codec_buf_fini(&b);
+    return rc;
+}
+
+int dt_durable_snapshot(dt_durable *d, dt_err *err)
+{
+    pthread_mutex_lock(&d->snap_mu);
+    double t0 = now_s();
+    dt_snapshot_writer *w = NULL;
+    pthread_rwlock_rdlock(d->lock); /* writers wait: the state is exactly the journal up to seq */
+    dt_journal_stats js;
+    dt_journal_stats_get(d->j, &js);
+    uint64_t seq = js.next_seq - 1;
+    int rc = dt_journal_rotate(d->j, err);
+    if (!rc) rc = dt_snapshot_begin(d->dir, seq, &w, err);
+    if (!rc) rc = write_state(d, w, err);
+    pthread_rwlock_unlock(d->lock);
+    if (!rc) {
+        rc = dt_snapshot_commit(w, err);
+        w = NULL;
+    }
+    if (w) dt_snapshot_abort(w);
+    size_t pruned = 0;
+    if (!rc) rc = dt_journal_prune(d->dir, seq, &pruned, err);
+    pthread_mutex_lock(&d->mu);
+    d->bytes_at_snapshot = js.bytes;
+    if (rc) {
+        d->snapshot_failures++;
+    } else {
+        d->snapshots++;
+        d->last_snapshot_seq = seq;
+        d->last_snapshot_seconds = now_s() - t0;
+    }
+    pthread_mutex_unlock(&d->mu);
+    pthread_mutex_unlock(&d->snap_mu);
+    if (rc)
+        fprintf(stderr, "dovetaild: snapshot at journal seq %llu failed: %s\n", (unsigned long long)seq, err->msg);
+    else
+        logf_(d, "snapshot at journal seq %llu written in %.2f s; %zu journal files pruned", (unsigned long long)seq,
+              now_s() - t0, pruned);
+    return rc;
+}
+
+static void *snapshot_thread(void *arg)
+{
+    dt_durable *d = arg;
+    pthread_mutex_lock(&d->mu);
+    while (!d->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&d->cv, &d->mu, &until);
+        if (d->stopping) break;
+        dt_journal_stats js;
+        dt_journal_stats_get(d->j, &js);
+        if (js.bytes - d->bytes_at_snapshot < d->o.snapshot_every_bytes) continue;
+        pthread_mutex_unlock(&d->mu);
+        dt_err err = DT_ERR_INIT;
+        dt_durable_snapshot(d, &err);
+        pthread_mutex_lock(&d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+/* ---- open / close ---- */
+
+dt_durable *dt_durable_open(dt_engine *e, pthread_rwlock_t *lock, const dt_durable_opts *o, dt_err *err)
+{
+    dt_durable *d = calloc(1, sizeof *d);
+    if (!d) {
+        dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    d->o = *o;
+    d->e = e;
+    d->lock = lock;
+    d->lock_fd = -1;
+    snprintf(d->dir, sizeof d->dir, "%s", o->dir);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    pthread_mutex_init(&d->snap_mu, NULL);
+    if (mkdir(d->dir, 0700) < 0 && errno != EEXIST) {
+        dt_err_set(err, DT_EIO, "data-dir", "cannot create %s: %s", d->dir, strerror(errno));
+        goto fail;
+    }
+    if (dt_journal_lock_dir(d->dir, &d->lock_fd, err) < 0) goto fail;
+    double t0 = now_s();
+    uint64_t snap_seq = 0;
+    dt_snapshot_report sr;
+    memset(&sr, 0, sizeof sr);
+    int rc = dt_snapshot_load_latest(d->dir, apply_section, e, &snap_seq, &sr, err);
+    for (size_t i = 0; i < sr.n_rejected && i < DT_SNAPSHOT_REJECTED_MAX; i++)
+        fprintf(stderr, "dovetaild: WARNING: snapshot %s (seq %llu) is damaged and was not loaded: %s\n",
+                sr.rejected[i].file, (unsigned long long)sr.rejected[i].seq, sr.rejected[i].reason);
+    if (rc < 0) goto fail;
+    if (sr.loaded[0])
+        logf_(d, "loaded snapshot %s (journal seq %llu, %llu sections) in %.2f s", sr.loaded,
+              (unsigned long long)snap_seq, (unsigned long long)sr.sections, now_s() - t0);
+    double t1 = now_s();
+    dt_journal_replay_report jr;
+    memset(&jr, 0, sizeof jr);
+    rc = dt_journal_replay(d->dir, snap_seq, true, apply_entry, e, &jr, err);
+    if (jr.torn_bytes)
+        fprintf(stderr, "dovetaild: journal %s: torn tail of %llu bytes at offset %llu (%s) %s\n", jr.torn_file,
+                (unsigned long long)jr.torn_bytes, (unsigned long long)jr.torn_offset, jr.torn_reason,
+                jr.truncated ? "truncated: it was never acknowledged" : "left in place");
+    if (rc < 0) goto fail;
+    logf_(d, "replayed %llu journal entries after seq %llu in %.2f s; next seq %llu", (unsigned long long)jr.entries,
+          (unsigned long long)snap_seq, now_s() - t1, (unsigned long long)jr.last_seq + 1);
+    d->j = dt_journal_open(d->dir, o->policy, jr.last_seq + 1, err);
+    if (!d->j) goto fail;
+    if (pthread_create(&d->thread, NULL, snapshot_thread, d) != 0) {
+        dt_err_set(err, DT_ENOMEM, NULL, "cannot start the snapshot thread");
+        goto fail;
+    }
+    d->thread_started = true;
+    return d;
+fail:
+    dt_durable_close(d, false);
+    return NULL;
+}
+
+void dt_durable_close(dt_durable *d, bool final_snapshot)
+{
+    if (!d) return;
+    if (d->thread_started) {
+        pthread_mutex_lock(&d->mu);
+        d->stopping = true;
+        pthread_cond_signal(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(d->thread, NULL);
+    }
+    if (d->j && final_snapshot) {
+        dt_err err = DT_ERR_INIT;
+        dt_durable_snapshot(d, &err);
+    }
+    if (d->j) {
+        dt_err err = DT_ERR_INIT;
+        if (dt_journal_flush(d->j, &err) < 0) fprintf(stderr, "dovetaild: journal flush: %s\n", err.msg);
+        dt_journal_close(d->j);
+    }
+    if (d->lock_fd >= 0) dt_journal_unlock_dir(d->lock_fd);
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->snap_mu);
+    free(d);
+}
+
+void dt_durable_stats_get(dt_durable *d, dt_durable_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    dt_journal_stats js;
+    dt_journal_stats_get(d->j, &js);
+    out->journal_seq = js.next_seq - 1;
+    out->synced_seq = js.synced_seq;
+    out->appends = js.appends;
+    out->fsyncs = js.fsyncs;
+    out->broken = js.broken;
+    pthread_mutex_lock(&d->mu);
+    out->snapshots = d->snapshots;
+    out->snapshot_failures = d->snapshot_failures;
+    out->last_snapshot_seq = d->last_snapshot_seq;
+    out->last_snapshot_seconds = d->last_snapshot_seconds;
+    pthread_mutex_unlock(&d->mu);
+}

@@ -1,0 +1,181 @@
+/* server.h - the dovetaild daemon's shared state and the pieces its files share.
+ *
+ * One libevent loop owns every socket (http.c): it reads a request, decodes it, looks the answer
+ * up in the cache (cache.c) and otherwise hands the work to the pool (pool.c); handlers (rpc.c)
+ * run on workers against the engine under a reader-writer lock, and only the loop replies.
+ */
+#ifndef DT_SERVER_H
+#define DT_SERVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "cache.h"
+#include "dovetail/v1/matchmaker.pb-c.h"
+#include "engine.h"
+#include "metrics.h"
+#include "pool.h"
+
+/* Twirp error codes, in the order of dt_twirp_names (index 0 is success). */
+typedef enum {
+    TW_OK = 0,
+    TW_CANCELED,
+    TW_UNKNOWN,
+    TW_INVALID_ARGUMENT,
+    TW_MALFORMED,
+    TW_DEADLINE_EXCEEDED,
+    TW_NOT_FOUND,
+    TW_BAD_ROUTE,
+    TW_ALREADY_EXISTS,
+    TW_PERMISSION_DENIED,
+    TW_UNAUTHENTICATED,
+    TW_RESOURCE_EXHAUSTED,
+    TW_FAILED_PRECONDITION,
+    TW_ABORTED,
+    TW_OUT_OF_RANGE,
+    TW_UNIMPLEMENTED,
+    TW_INTERNAL,
+    TW_UNAVAILABLE,
+    TW_COUNT
+} dt_twirp_code;
+
+extern const char *const dt_twirp_names[TW_COUNT];
+
+/* The RPC methods, by the name the service descriptor gives them (the .proto's order is free). */
+typedef enum { DT_M_UPSERT_RECORDS, DT_M_DELETE_RECORDS, DT_M_GET_RECORD, DT_M_MATCH, DT_M_STATS, DT_M_PAIR_EVENT, DT_M_COUNT } dt_method;
+extern const char *const dt_method_names[DT_M_COUNT];
+int dt_twirp_status(dt_twirp_code c);
+/* The Twirp code for a dt_err code (DT_EINVAL -> invalid_argument, ...). */
+dt_twirp_code dt_twirp_from_err(int dt_code);
+
+typedef struct dt_config {
+    const char *listen;        /* "127.0.0.1:8080" */
+    int workers;
+    size_t max_body;           /* bytes of a request body */
+    size_t max_records;        /* records (or ids) in one UpsertRecords / DeleteRecords */
+    size_t max_text;           /* bytes of a free-text query */
+    size_t max_k;              /* k + offset of a Match */
+    size_t max_queue;          /* queued jobs; beyond: resource_exhausted */
+    size_t max_batch;          /* Match queries sharing one GEMM */
+    int batch_window_us;
+    int deadline_ms;           /* per request, from read to reply */
+    int idle_timeout_s;        /* a connection idle (or dribbling) this long is closed */
+    const char *redis;         /* "host:port", or NULL for the in-process cache */
+    int cache_ttl_s;
+    int redis_timeout_ms;
+    size_t local_cache_mb;
+    const char *clusters_file;
+    const char *achievements[64];
+    size_t n_achievements;
+    const char *demands[64];
+    size_t n_demands;
+    const char *records[64];   /* files whose rows name their side */
+    size_t n_records;
+    size_t dim;
+    bool quiet;
+    const char *data_dir;      /* snapshot + journal; NULL: nothing survives a restart */
+    const char *fsync;         /* always | everysec | no */
+    size_t snapshot_every_mb;
+} dt_config;
+
+/* The loop's view of each tenant's epoch: updated only on the loop thread, after a write job
+ * finished, so a request that follows an acknowledged write never reads an older epoch. */
+typedef struct dt_epoch_entry {
+    char tenant[DT_TENANT_MAX + 1];
+    uint64_t epoch;
+} dt_epoch_entry;
+
+typedef struct dt_server {
+    dt_config cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    int port;                   /* the bound port (useful with port 0) */
+    dt_engine *engine;
+    pthread_rwlock_t lock;      /* engine: writers exclusive, searches shared */
+    dt_pool *pool;
+    dt_cache *cache;
+    dt_metrics metrics;
+    uint64_t boot_nonce;        /* in every cache key: epochs restart with the process */
+    dt_epoch_entry *epochs;
+    size_t n_epochs;
+    struct event *sig_int, *sig_term;
+    char *metrics_sizes;        /* index sizes as of the last /metrics scrape that got the lock */
+    struct dt_event_store *events; /* rendered PairEvent schedules (rpc_event.c) */
+    bool stopping;              /* shutting down: new calls are answered unavailable */
+    struct dt_durable *durable; /* --data-dir state, or NULL (durable.c) */
+} dt_server;
+
+/* One RPC in flight. Lives until it has been answered and nothing (cache lookup, job) still
+ * refers to it; both happen on the loop thread. */
+typedef struct dt_call {
+    dt_job job;                 /* first: the pool's view */
+    dt_server *srv;
+    struct evhttp_request *req;
+    const ProtobufCMethodDescriptor *method;
+    unsigned method_index;
+    bool json;
+    ProtobufCMessage *in;       /* the decoded request */
+    /* the answer, produced by a worker */
+    dt_twirp_code code;
+    dt_err err;
+    uint8_t *out;               /* packed protobuf response */
+    size_t out_len;
+    char *out_json;             /* JSON response for JSON calls */
+    size_t out_json_len;
+    uint64_t epoch_after;       /* writes: the tenant's epoch afterwards */
+    char tenant[DT_TENANT_MAX + 1];
+    /* bookkeeping */
+    uint64_t t_start_us;
+    struct event *deadline;
+    bool answered;
+    int pending;                /* outstanding cache lookups and jobs */
+    bool cacheable;
+    char key[96 + DT_TENANT_MAX]; /* "dt:v1:<tenant>:<32 hex digits>" */
+    size_t key_len;
+} dt_call;
+
+uint64_t dt_now_us(void);
+
+/* http.c */
+int dt_http_start(dt_server *s, dt_err *err);
+void dt_http_stop(dt_server *s);
+/* Answers a call (loop thread): the worker's result or an error already set in call->code/err. */
+void dt_call_answer(dt_call *c);
+/* Frees the call once it is answered and nothing is pending. */
+void dt_call_release(dt_call *c);
+uint64_t dt_server_epoch(dt_server *s, const char *tenant);
+void dt_server_set_epoch(dt_server *s, const char *tenant, uint64_t epoch);
+
+/* rpc.c: runs on workers. Fills c->code / c->err or c->out (+ c->out_json for JSON calls). */
+void dt_rpc_run(dt_call *c, dt_searcher *sr);
+void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_searcher *sr);
+/* rpc.c, loop thread: checks a decoded request before any work is queued (limits, required
+ * fields) so that bad requests never wait in the queue. 0 or sets c->code/err. */
+int dt_rpc_precheck(dt_call *c);
+/* The tenant a request names ("public" when empty). */
+const char *dt_rpc_tenant(const dt_call *c);
+/* Re-encodes a cached packed MatchResponse for this call with cached = true (loop thread). */
+int dt_rpc_from_cache(dt_call *c, const void *val, size_t len);
+
+/* ---- rpc_event.c: PairEvent, and the latest schedule page per (tenant, event id) ---- */
+typedef struct dt_event_store dt_event_store;
+/* A store of at most max_events pages and max_bytes bytes (oldest dropped first); NULL when out
+ * of memory. Thread-safe: workers put pages, the loop copies them out, under one mutex. */
+dt_event_store *dt_event_store_new(size_t max_events, size_t max_bytes);
+void dt_event_store_free(dt_event_store *st);
+/* Appends the stored page to out: 0, or -1 when there is none (or no memory). */
+int dt_event_store_copy(dt_event_store *st, const char *tenant, const char *event_id, struct evbuffer *out);
+/* Loop thread: checks a PairEventRequest (0 or sets c->code/err), as dt_rpc_precheck does. */
+int dt_rpc_event_precheck(dt_call *c);
+/* Worker: plans the event under the read lock, answers, renders and stores the page. */
+void dt_rpc_event_run(dt_call *c, dt_searcher *sr);
+/* Loop thread: answers GET /events/<tenant>/<event_id>.html from the store (200 or 404). */
+void dt_event_serve(dt_server *s, struct evhttp_request *req, const char *path);
+
+#endif
