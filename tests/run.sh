@@ -3,8 +3,8 @@
 #
 #   tests/run.sh [--unit-only] BUILD_DIR
 #
-# Unit tests: BUILD_DIR/tests/test_* (cmocka, TAP output). Integration tests: tests/integration/*.sh
-# and *.py, run with BUILD=BUILD_DIR in the environment; they print TAP lines ("ok N - name",
+# Unit tests: BUILD_DIR/tests/test_* (cmocka, TAP output). Integration tests: tests/integration/*_test.sh
+# and *_test.py, run with BUILD=BUILD_DIR in the environment; they print TAP lines ("ok N - name",
 # "not ok N - name") too. A program that exits non-zero without reporting a failed case counts as
 # one failure of its own.
 set -u
@@ -46,7 +46,7 @@ for t in "$BUILD"/tests/test_*; do
     run_one "$(basename "$t")" "$t"
 done
 if [ "$unit_only" -eq 0 ]; then
-    for t in "$ROOT"/tests/integration/*.sh "$ROOT"/tests/integration/*.py; do
+    for t in "$ROOT"/tests/integration/*_test.sh "$ROOT"/tests/integration/*_test.py; do
         [ -f "$t" ] || continue
         case "$t" in
             *.py) run_one "$(basename "$t")" "$PY" "$t" ;;
