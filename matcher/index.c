@@ -16,6 +16,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "topk.h"
 #include "u32map.h"
 
 typedef struct posting_list {
@@ -207,12 +208,7 @@ static int grow(void **p, size_t old_cap, size_t cap, size_t sz)
 
 static float *alloc_matrix(size_t rows, size_t dim)
 {
-    size_t bytes = rows * dim * sizeof(float);
-    bytes = (bytes + 63) & ~(size_t)63;
-    if (bytes == 0) bytes = 64;
-    float *X = aligned_alloc(64, bytes);
-    if (X) memset(X, 0, bytes);
-    return X;
+    return dt_topk_alloc(rows * dim * sizeof(float)); /* huge pages for large matrices */
 }
 
 static int rehash_ids(dt_index *idx, size_t id_cap)

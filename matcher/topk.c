@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* Batches up to this many queries are scored with sgemv, one query at a time, per block. */
@@ -447,4 +448,17 @@ int dt_topk_blas_single(void)
     int prev = openblas_get_num_threads();
     openblas_set_num_threads(1);
     return prev;
+}
+
+void *dt_topk_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    size_t align = bytes >= 2 * huge ? huge : 64;
+    bytes = (bytes + align - 1) / align * align;
+    if (bytes == 0) bytes = align;
+    void *p = aligned_alloc(align, bytes);
+    if (!p) return NULL;
+    if (align == huge) madvise(p, bytes, MADV_HUGEPAGE); /* advice only: failure changes nothing */
+    memset(p, 0, bytes);
+    return p;
 }

@@ -81,4 +81,9 @@ int dt_topk_ip(const float *X, size_t n, size_t d, size_t ldx, const float *Q, s
  * openblas_set_num_threads). Not thread-safe: it changes process-wide OpenBLAS state. */
 int dt_topk_blas_single(void);
 
+/* Allocates a zeroed matrix of `bytes` for dt_topk_ip, 64-byte aligned; large ones are aligned to
+ * 2 MiB and marked for transparent huge pages (MADV_HUGEPAGE), which a scan of a matrix larger
+ * than the TLB's reach needs to run at memory bandwidth. Free with free(). NULL on failure. */
+void *dt_topk_alloc(size_t bytes);
+
 #endif
