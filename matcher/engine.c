@@ -152,6 +152,8 @@ const dt_engine_opts *dt_engine_opts_get(const dt_engine *e)
 
 /* ---- clusters ---- */
 
+static void refresh_cluster_masks(dt_engine *e);
+
 int dt_engine_add_cluster(dt_engine *e, const char *name, const char *prefix, dt_err *err)
 {
     if (!name || !*name || strlen(name) > DT_SHORT_MAX) return dt_err_set(err, DT_EINVAL, "cluster", "name must be 1..%d bytes", DT_SHORT_MAX);
@@ -161,6 +163,7 @@ int dt_engine_add_cluster(dt_engine *e, const char *name, const char *prefix, dt
     for (size_t i = 0; i < e->n_clusters; i++)
         if (strcmp(e->clusters[i].name, name) == 0) c = &e->clusters[i];
     if (!c) {
+        if (e->n_clusters == 64) return dt_err_set(err, DT_ELIMIT, "cluster", "at most 64 clusters (adding '%s')", name);
         cluster *v = realloc(e->clusters, (e->n_clusters + 1) * sizeof *v);
         if (!v) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
         e->clusters = v;
@@ -173,6 +176,7 @@ int dt_engine_add_cluster(dt_engine *e, const char *name, const char *prefix, dt
     c->prefixes = p;
     if (!(p[c->n] = strdup(prefix))) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
     c->n++;
+    refresh_cluster_masks(e);
     return 0;
 }
 
@@ -219,18 +223,30 @@ const char *const *dt_engine_cluster(const dt_engine *e, const char *name, size_
     return NULL;
 }
 
-static bool same_cluster(const dt_engine *e, const char *a, const char *b)
+/* Bit c set when region is in cluster c (at most 64 clusters). */
+static uint64_t cluster_mask(const dt_engine *e, const char *region)
 {
-    if (!a || !b || !*a || !*b) return false;
-    for (size_t i = 0; i < e->n_clusters; i++) {
-        bool ina = false, inb = false;
-        for (size_t j = 0; j < e->clusters[i].n; j++) {
-            ina = ina || dt_code_has_prefix(a, e->clusters[i].prefixes[j]);
-            inb = inb || dt_code_has_prefix(b, e->clusters[i].prefixes[j]);
+    uint64_t m = 0;
+    if (!region || !*region) return 0;
+    for (size_t i = 0; i < e->n_clusters; i++)
+        for (size_t j = 0; j < e->clusters[i].n; j++)
+            if (dt_code_has_prefix(region, e->clusters[i].prefixes[j])) {
+                m |= 1ull << i;
+                break;
+            }
+    return m;
+}
+
+/* Recomputes every record's cluster bits (after the clusters changed). */
+static void refresh_cluster_masks(dt_engine *e)
+{
+    for (size_t t = 0; t < e->n_tenants; t++)
+        for (int s = 0; s < 2; s++) {
+            dt_index *idx = e->tenants[t].idx[s];
+            size_t n = idx ? dt_index_slots(idx) : 0;
+            for (uint32_t i = 0; i < n; i++)
+                dt_index_set_clusters(idx, i, cluster_mask(e, dt_index_record(idx, i)->region));
         }
-        if (ina && inb) return true;
-    }
-    return false;
 }
 
 /* ---- tenants ---- */
@@ -468,6 +484,7 @@ int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err)
     rc = dt_index_put(idx, rec, terms, n, (uint32_t)e->toks.n, &slot, err);
     if (rc == 0) {
         const dt_record *stored = dt_index_record(idx, slot);
+        dt_index_set_clusters(idx, slot, cluster_mask(e, stored->region));
         rc = set_row(t, idx, slot, stored, terms, n, err);
         t->epoch++;
         dt_index_compact(idx, false, NULL); /* best effort: on failure tombstones just stay longer */
@@ -702,6 +719,7 @@ typedef struct qstate {
     tenant *t;
     dt_index *idx;
     const dt_record *qrec; /* query by record: the record */
+    dt_codes qcodes;       /* ... and its codes */
     dt_tf *terms;          /* query terms (after feedback), weights in tf */
     size_t n_terms;
     size_t n_orig_terms;   /* the first n_orig_terms come from the query itself */
@@ -727,19 +745,19 @@ static void qstate_free(qstate *st)
     memset(st, 0, sizeof *st);
 }
 
-static float fit_part(const dt_engine *e, const dt_record *q, const dt_record *r, int part)
+static float fit_part(const dt_codes *qc, const dt_record *q, const dt_codes *rc, const dt_record *r, int part)
 {
     switch (part) {
     case DT_FIT_FIELD: {
-        int dq = dt_code_depth(q->field), dr = dt_code_depth(r->field);
+        int dq = qc->field_depth, dr = rc->field_depth;
         if (!dq || !dr) return -1;
-        return (float)dt_code_shared_depth(q->field, r->field) / (float)(dq > dr ? dq : dr);
+        return (float)dt_codes_shared(qc->field, dq, rc->field, dr) / (float)(dq > dr ? dq : dr);
     }
     case DT_FIT_REGION: {
-        int dq = dt_code_depth(q->region), dr = dt_code_depth(r->region);
+        int dq = qc->region_depth, dr = rc->region_depth;
         if (!dq || !dr) return -1;
-        float f = (float)dt_code_shared_depth(q->region, r->region) / (float)(dq > dr ? dq : dr);
-        if (f < 0.5f && same_cluster(e, q->region, r->region)) f = 0.5f;
+        float f = (float)dt_codes_shared(qc->region, dq, rc->region, dr) / (float)(dq > dr ? dq : dr);
+        if (f < 0.5f && (qc->clusters & rc->clusters)) f = 0.5f;
         return f;
     }
     case DT_FIT_TRL: {
@@ -767,12 +785,12 @@ static float fit_part(const dt_engine *e, const dt_record *q, const dt_record *r
 }
 
 /* Mean of the available structured-fit parts (0 when none is available). */
-static float fit_score(const dt_engine *e, const dt_record *q, const dt_record *r, float *parts)
+static float fit_score(const dt_codes *qc, const dt_record *q, const dt_codes *rc, const dt_record *r, float *parts)
 {
     float sum = 0;
     int n = 0;
     for (int p = 0; p < DT_FIT_COUNT; p++) {
-        float f = fit_part(e, q, r, p);
+        float f = fit_part(qc, q, rc, r, p);
         if (parts) parts[p] = f;
         if (f >= 0) sum += f, n++;
     }
@@ -784,10 +802,12 @@ static inline bool allowed(const qstate *st, size_t slot)
     return (st->allow[slot >> 6] >> (slot & 63)) & 1;
 }
 
-static inline float combine(const dt_engine *e, const qstate *st, size_t slot, float dense)
+static inline float combine(const qstate *st, size_t slot, float dense)
 {
     float s = st->w.dense * dense * st->dense_scale + st->w.lexical * st->acc[slot] * st->lex_scale;
-    if (st->structured) s += st->w.structured * fit_score(e, st->qrec, dt_index_record(st->idx, (uint32_t)slot), NULL);
+    if (st->structured)
+        s += st->w.structured * fit_score(&st->qcodes, st->qrec, dt_index_codes(st->idx, (uint32_t)slot),
+                                          dt_index_record(st->idx, (uint32_t)slot), NULL);
     return s;
 }
 
@@ -804,7 +824,7 @@ static void adjust_block(void *ud, size_t q0, size_t mq, size_t row0, size_t nro
         float *sc = scores + (qi - q0) * ld;
         for (size_t j = 0; j < nrows; j++) {
             size_t slot = row0 + j;
-            sc[j] = allowed(st, slot) ? combine(c->e, st, slot, sc[j]) : -INFINITY;
+            sc[j] = allowed(st, slot) ? combine(st, slot, sc[j]) : -INFINITY;
         }
     }
 }
@@ -849,12 +869,12 @@ static int cmp_hit(const void *a, const void *b)
     return hit_better(x, y) ? -1 : hit_better(y, x) ? 1 : 0;
 }
 
-static size_t scalar_topk(const dt_engine *e, const qstate *st, size_t k, dt_hit *out)
+static size_t scalar_topk(const qstate *st, size_t k, dt_hit *out)
 {
     size_t n = 0, slots = dt_index_slots(st->idx);
     for (size_t s = 0; s < slots; s++) {
         if (!allowed(st, s)) continue;
-        float sc = combine(e, st, s, 0);
+        float sc = combine(st, s, 0);
         heap_push(out, &n, k, (dt_hit){sc, (uint32_t)s});
     }
     qsort(out, n, sizeof *out, cmp_hit);
@@ -1010,6 +1030,7 @@ static int prepare(dt_searcher *sr, const dt_query *q, size_t qi, qstate *st, dt
             return dt_err_set(err, DT_ENOTFOUND, "record_id", "no %s with id '%s' in tenant '%s'",
                               dt_side_name(q->record_side), q->record_id, tenant_name(q->tenant));
         st->qrec = dt_index_record(qi_idx, (uint32_t)s);
+        st->qcodes = *dt_index_codes(qi_idx, (uint32_t)s);
     } else if (strlen(q->text) > DT_TEXT_MAX) {
         return dt_err_set(err, DT_ELIMIT, "text", "longer than %d bytes", DT_TEXT_MAX);
     }
@@ -1141,7 +1162,8 @@ static void explain(dt_searcher *sr, const qstate *st, dt_match *m)
     const dt_engine *e = sr->e;
     float parts[DT_FIT_COUNT];
     for (int p = 0; p < DT_FIT_COUNT; p++) m->fit[p] = -1;
-    if (st->qrec) fit_score(e, st->qrec, m->rec, parts), memcpy(m->fit, parts, sizeof parts);
+    if (st->qrec)
+        fit_score(&st->qcodes, st->qrec, dt_index_codes(st->idx, m->slot), m->rec, parts), memcpy(m->fit, parts, sizeof parts);
     dt_term_weight all[64];
     size_t na = 0;
     float scale = st->w.lexical * st->lex_scale;
@@ -1196,7 +1218,9 @@ static int fill_result(dt_searcher *sr, qstate *st, const dt_hit *hits, size_t n
         }
         m->dense = st->w.dense * cos * st->dense_scale;
         m->lexical = st->w.lexical * st->acc[m->slot] * st->lex_scale;
-        m->structured = st->structured ? st->w.structured * fit_score(sr->e, st->qrec, m->rec, NULL) : 0;
+        m->structured = st->structured ? st->w.structured * fit_score(&st->qcodes, st->qrec,
+                                                                      dt_index_codes(st->idx, m->slot), m->rec, NULL)
+                                       : 0;
         if (q->explain) explain(sr, st, m);
     }
     res->n = n;
@@ -1251,7 +1275,7 @@ int dt_search(dt_searcher *sr, const dt_query *qs, size_t m, dt_match_result *re
                 rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
                 break;
             }
-            size_t nh = scalar_topk(e, s0, want, h);
+            size_t nh = scalar_topk(s0, want, h);
             rc = fill_result(sr, s0, h, nh, &res[i], err);
             free(h);
             done[i] = true;

@@ -42,6 +42,7 @@ struct dt_index {
     uint8_t *status;
     uint32_t *modes;
     double *pmin, *pmax;
+    dt_codes *codes;
 
     /* lexical forward index */
     uint32_t *doc_len;
@@ -132,6 +133,7 @@ void dt_index_free(dt_index *idx)
     free(idx->modes);
     free(idx->pmin);
     free(idx->pmax);
+    free(idx->codes);
     free(idx->doc_len);
     free(idx->term_off);
     free(idx->term_n);
@@ -238,7 +240,8 @@ static int reserve_slots(dt_index *idx, size_t want, dt_err *err)
     if (grow((void **)&idx->recs, old, cap, sizeof *idx->recs) || grow((void **)&idx->live, oldw, neww, 8) ||
         grow((void **)&idx->trl, old, cap, 1) || grow((void **)&idx->status, old, cap, 1) ||
         grow((void **)&idx->modes, old, cap, 4) || grow((void **)&idx->pmin, old, cap, 8) ||
-        grow((void **)&idx->pmax, old, cap, 8) || grow((void **)&idx->doc_len, old, cap, 4) ||
+        grow((void **)&idx->pmax, old, cap, 8) || grow((void **)&idx->codes, old, cap, sizeof(dt_codes)) ||
+        grow((void **)&idx->doc_len, old, cap, 4) ||
         grow((void **)&idx->term_off, old, cap, sizeof(size_t)) || grow((void **)&idx->term_n, old, cap, 4) ||
         grow((void **)&idx->id_next, old, cap, 4))
         return dt_err_set(err, DT_ENOMEM, NULL, "out of memory growing an index to %zu slots", cap);
@@ -389,6 +392,7 @@ int dt_index_put(dt_index *idx, dt_record *rec, const dt_tf *terms, size_t n_ter
     idx->modes[s] = r->modes;
     idx->pmin[s] = r->price_min;
     idx->pmax[s] = r->price_max;
+    dt_codes_of(r->field, r->region, &idx->codes[s]);
     if (idx->X) memset(idx->X + (size_t)s * idx->dim, 0, idx->dim * sizeof(float));
     bit_set(idx->live, s);
     size_t b = id_hash(r->id) & (idx->id_cap - 1);
@@ -576,6 +580,7 @@ int dt_index_compact(dt_index *idx, bool force, dt_err *err)
             break;
         }
         if (idx->dim) memcpy(fresh->X + (size_t)ns * idx->dim, idx->X + s * idx->dim, idx->dim * sizeof(float));
+        fresh->codes[ns].clusters = idx->codes[s].clusters;
     }
     if (rc) {
         dt_index_free(fresh);
@@ -588,4 +593,38 @@ int dt_index_compact(dt_index *idx, bool force, dt_err *err)
     *fresh = tmp;
     dt_index_free(fresh);
     return 1;
+}
+
+static void hash_prefixes(const char *code, uint32_t *h, uint8_t *depth)
+{
+    memset(h, 0, DT_CODE_LEVELS * sizeof *h);
+    *depth = 0;
+    if (!code || !*code) return;
+    size_t n = strlen(code);
+    for (size_t i = 0; i <= n && *depth < DT_CODE_LEVELS; i++)
+        if (i == n || code[i] == '.') h[(*depth)++] = (uint32_t)XXH3_64bits(code, i);
+}
+
+void dt_codes_of(const char *field, const char *region, dt_codes *c)
+{
+    hash_prefixes(field, c->field, &c->field_depth);
+    hash_prefixes(region, c->region, &c->region_depth);
+    c->clusters = 0;
+}
+
+int dt_codes_shared(const uint32_t *a, int da, const uint32_t *b, int db)
+{
+    int n = da < db ? da : db, k = 0;
+    while (k < n && a[k] == b[k]) k++;
+    return k;
+}
+
+const dt_codes *dt_index_codes(const dt_index *idx, uint32_t slot)
+{
+    return &idx->codes[slot];
+}
+
+void dt_index_set_clusters(dt_index *idx, uint32_t slot, uint64_t clusters)
+{
+    idx->codes[slot].clusters = clusters;
 }

@@ -44,6 +44,22 @@ typedef struct dt_filter {
 
 void dt_filter_init(dt_filter *f);
 
+/* A record's field and region codes in a form the structured fit can compare per row without
+ * string work: field[i] / region[i] hash the code's first i+1 components (so equal hashes mean
+ * equal prefixes), depths count components (at most DT_CODE_LEVELS are compared), clusters has a
+ * bit per engine cluster the region is in (set by the engine). */
+#define DT_CODE_LEVELS 6
+typedef struct dt_codes {
+    uint32_t field[DT_CODE_LEVELS], region[DT_CODE_LEVELS];
+    uint8_t field_depth, region_depth;
+    uint64_t clusters;
+} dt_codes;
+
+/* Fills c from a field and a region code (either may be NULL); c->clusters = 0. */
+void dt_codes_of(const char *field, const char *region, dt_codes *c);
+/* Leading components two hashed codes share (both depths capped at DT_CODE_LEVELS). */
+int dt_codes_shared(const uint32_t *a, int da, const uint32_t *b, int db);
+
 typedef struct dt_index dt_index;
 
 /* A new empty index for (tenant, side) with dense dimension dim (may be 0: no dense part yet). */
@@ -74,6 +90,10 @@ const dt_record *dt_index_record(const dt_index *idx, uint32_t slot);
 /* The slot's lexical terms, sorted by term. */
 void dt_index_terms(const dt_index *idx, uint32_t slot, const dt_tf **terms, size_t *n);
 uint32_t dt_index_doc_len(const dt_index *idx, uint32_t slot);
+
+/* The slot's codes; dt_index_set_clusters sets its cluster bits. */
+const dt_codes *dt_index_codes(const dt_index *idx, uint32_t slot);
+void dt_index_set_clusters(dt_index *idx, uint32_t slot, uint64_t clusters);
 
 /* Dense part. dt_index_set_dim drops every row and allocates zero rows of the new dimension. */
 int dt_index_set_dim(dt_index *idx, size_t dim, dt_err *err);

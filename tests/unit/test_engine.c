@@ -507,6 +507,23 @@ static void test_clusters(void **state)
     for (size_t i = 0; i < r.n; i++)
         assert_string_equal(r.v[i].rec->region, "CN.44.03");
     dt_match_result_free(&r);
+    /* clusters defined after the records: the region fit knows CN.32.05 and CN.31.01 share "yrd" */
+    dt_record d = rec("t", DT_DEMAND, "d-sh", "电池", "锂电池");
+    d.region = strdup("CN.31.01");
+    put(e, d);
+    dt_query qr;
+    dt_query_init(&qr);
+    qr.tenant = "t";
+    qr.record_id = "d-sh";
+    qr.k = 1000;
+    qr.explain = true;
+    search1(e, &qr, &r);
+    assert_true(r.n > 0);
+    for (size_t i = 0; i < r.n; i++) {
+        float want = !strcmp(r.v[i].rec->region, "CN.32.05") ? 0.5f : 1.0f / 3.0f; /* cluster / "CN" only */
+        assert_float_equal(r.v[i].fit[DT_FIT_REGION], want, 1e-6);
+    }
+    dt_match_result_free(&r);
     dt_engine_free(e);
 }
 

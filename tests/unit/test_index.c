@@ -264,6 +264,25 @@ static void test_compaction_keeps_everything(void **state)
     dt_index_free(idx);
 }
 
+/* Hashed codes agree with the string functions, component by component. */
+static void test_codes_hashed(void **state)
+{
+    (void)state;
+    const char *codes[] = {"C.38.4", "C.38.1", "C.38", "C.381", "C", "A.01.1", "C.38.4.1.2.3.4", ""};
+    size_t n = sizeof codes / sizeof codes[0];
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            dt_codes a, b;
+            dt_codes_of(codes[i], NULL, &a);
+            dt_codes_of(NULL, codes[j], &b);
+            assert_int_equal(a.field_depth, dt_code_depth(codes[i]) < DT_CODE_LEVELS ? dt_code_depth(codes[i]) : DT_CODE_LEVELS);
+            assert_int_equal(b.field_depth, 0);
+            int want = dt_code_shared_depth(codes[i], codes[j]);
+            if (want > DT_CODE_LEVELS) want = DT_CODE_LEVELS;
+            assert_int_equal(dt_codes_shared(a.field, a.field_depth, b.region, b.region_depth), want);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,7 +290,7 @@ int main(void)
         cmocka_unit_test(test_bm25_reference),
         cmocka_unit_test(test_codes),
         cmocka_unit_test(test_filters_random),
-        cmocka_unit_test(test_compaction_keeps_everything),
+        cmocka_unit_test(test_compaction_keeps_everything), cmocka_unit_test(test_codes_hashed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
