@@ -43,7 +43,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 BINS := $(BUILD)/dovetail $(if $(SERVER_SRC),$(BUILD)/dovetaild)
 
-.PHONY: all deps test unit asan bench run demo clean help fmt
+.PHONY: all deps test unit asan fuzz bench run demo clean help fmt
 all: $(BINS) $(UNIT_BIN) $(BENCH_BIN)
 
 help:
@@ -51,6 +51,7 @@ help:
 	@echo "make run      install missing Debian packages, build, start dovetaild on the demo data"
 	@echo "make test     install missing Debian packages, build, run every test (unit + integration)"
 	@echo "make asan     the same tests on an ASan + UBSan build in build/asan/"
+	@echo "make fuzz     libFuzzer (clang, ASan + UBSan) on every decoder, FUZZ_SECONDS (600) per target"
 	@echo "make bench    run the benchmarks in bench/ (prints figures and ratios against peers)"
 	@echo "make demo     generate the bundled demo data set into $(BUILD)/demo/"
 	@echo "make deps     only install missing Debian packages (scripts/deps.sh)"
@@ -104,6 +105,10 @@ unit: all
 asan: deps
 	$(MAKE) BUILD=build/asan SAN=1 OPT=-O1 all demo
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ./tests/run.sh build/asan
+
+fuzz: deps
+	@DOVETAIL_FUZZ_DEPS=1 ./scripts/deps.sh
+	./tests/fuzz/run.sh
 
 bench: deps
 	@DOVETAIL_BENCH_DEPS=1 ./scripts/deps.sh

@@ -467,6 +467,8 @@ static int cmd_match(int argc, char **argv)
 }
 
 
+int cmd_rerank(int argc, char **argv); /* rerank.c */
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: dovetail COMMAND [options]   (dovetail COMMAND --help for each)\n"
@@ -475,7 +477,9 @@ static void usage(FILE *f)
                "  validate FILE...   check CSV / JSON Lines record files, reporting every bad row\n"
                "  match ...          rank achievements for a demand, demands for an achievement, or a text\n"
                "  eval DIR           relevance (nDCG@10, recall@100, MRR@10) on a BEIR-format data set\n"
-               "  pair ...           plan a Deep Dive event: who meets whom, in which slot, at which table\n");
+               "  import ...         add record files to a daemon's --data-dir (offline)\n"
+               "  pair ...           plan a Deep Dive event: who meets whom, in which slot, at which table\n"
+               "  rerank ...         re-rank every open record of a tenant into a file and/or Redis\n");
 }
 
 int main(int argc, char **argv)
@@ -494,6 +498,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "match")) return cmd_match(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "pair")) return cmd_pair(argc - 1, argv + 1);
+    if (!strcmp(cmd, "import")) return cmd_import(argc - 1, argv + 1);
+    if (!strcmp(cmd, "rerank")) return cmd_rerank(argc - 1, argv + 1);
     fprintf(stderr, "dovetail: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

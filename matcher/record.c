@@ -188,7 +188,7 @@ static int check_str(const char *s, size_t max, unsigned rules, int limit_code, 
         if (is_space_cp(first)) return dt_err_set(err, DT_EINVAL, field, "starts with white space");
         if (is_space_cp(last)) return dt_err_set(err, DT_EINVAL, field, "ends with white space");
     }
-    if (rules & STR_CODE) {
+    if ((rules & STR_CODE) && len > 0) { /* an empty code is the same as none */
         if (s[0] == '.' || s[len - 1] == '.' || strstr(s, ".."))
             return dt_err_set(err, DT_EINVAL, field,
                               "\"%s\" has an empty segment (expected dot-separated parts such as "

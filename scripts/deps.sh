@@ -10,8 +10,11 @@ RUNTIME="redis-server redis-tools curl"
 TEST="python3 python3-protobuf python3-requests python3-numpy python3-scipy python3-networkx chromium"
 BENCH="python3-faiss python3-xapian wrk bc"
 
+FUZZ="clang libclang-rt-14-dev"
+
 want="$BUILD $RUNTIME $TEST"
 [ "${DOVETAIL_BENCH_DEPS:-0}" = 1 ] && want="$want $BENCH"
+[ "${DOVETAIL_FUZZ_DEPS:-0}" = 1 ] && want="$want $FUZZ"
 
 missing=""
 for p in $want; do

@@ -178,7 +178,7 @@ int dt_pool_submit(dt_pool *p, dt_job *j)
 
 size_t dt_pool_queued(const dt_pool *p)
 {
-    return p->queued; /* a racy read is fine for reporting */
+    return p ? p->queued : 0; /* a racy read is fine for reporting; no pool while shutting down */
 }
 
 void dt_pool_free(dt_pool *p)

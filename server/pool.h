@@ -46,7 +46,7 @@ typedef struct dt_pool dt_pool;
 dt_pool *dt_pool_new(struct event_base *base, const dt_pool_opts *o, dt_err *err);
 /* Queues a job (loop thread). 0, or -DT_ELIMIT when the queue is full (the job is not taken). */
 int dt_pool_submit(dt_pool *p, dt_job *j);
-size_t dt_pool_queued(const dt_pool *p);
+size_t dt_pool_queued(const dt_pool *p); /* 0 for NULL (no pool: shutting down) */
 /* Stops the workers after the jobs already running; queued jobs are handed back undone through
  * done() with their run never called, as are finished ones not yet delivered. Loop thread. */
 void dt_pool_free(dt_pool *p);
