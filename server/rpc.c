@@ -279,8 +279,7 @@ static void record_to_pb(const dt_record *r, PbRecord *p, Dovetail__V1__Mode *mo
     p->embedding = r->embedding;
 }
 
-/* Packs msg into c->out, and into c->out_json for JSON calls. */
-static void finish(dt_call *c, const ProtobufCMessage *msg)
+void dt_rpc_finish(dt_call *c, const ProtobufCMessage *msg)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
     c->out = malloc(n ? n : 1);
@@ -371,7 +370,7 @@ static void run_upsert(dt_call *c)
             Dovetail__V1__UpsertRecordsResponse resp = DOVETAIL__V1__UPSERT_RECORDS_RESPONSE__INIT;
             resp.upserted = (uint32_t)n;
             resp.index_epoch = c->epoch_after;
-            finish(c, &resp.base);
+            dt_rpc_finish(c, &resp.base);
         }
     }
     for (size_t i = 0; i < n; i++) dt_record_free(&recs[i]);
@@ -426,7 +425,7 @@ static void run_delete(dt_call *c)
     resp.n_not_found = nm;
     resp.not_found = missing;
     resp.index_epoch = c->epoch_after;
-    finish(c, &resp.base);
+    dt_rpc_finish(c, &resp.base);
     free(missing);
 }
 
@@ -448,7 +447,7 @@ static void run_get(dt_call *c)
         record_to_pb(r, &p, modes);
         Dovetail__V1__GetRecordResponse resp = DOVETAIL__V1__GET_RECORD_RESPONSE__INIT;
         resp.record = &p;
-        finish(c, &resp.base);
+        dt_rpc_finish(c, &resp.base);
     }
     pthread_rwlock_unlock(&s->lock);
 }
@@ -487,7 +486,7 @@ static void run_stats(dt_call *c)
         Dovetail__V1__StatsResponse resp = DOVETAIL__V1__STATS_RESPONSE__INIT;
         resp.n_tenants = k;
         resp.tenants = tp;
-        finish(c, &resp.base);
+        dt_rpc_finish(c, &resp.base);
     } else {
         c->code = TW_INTERNAL;
         dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory");
@@ -618,7 +617,7 @@ static void match_to_pb(dt_call *c, const dt_match_result *res)
     resp.matches = mp;
     resp.total_candidates = (uint32_t)res->total_candidates;
     resp.index_epoch = res->epoch;
-    finish(c, &resp.base);
+    dt_rpc_finish(c, &resp.base);
 out:
     free(ms);
     free(mp);
@@ -723,7 +722,7 @@ int dt_rpc_from_cache(dt_call *c, const void *val, size_t len)
     dt_call tmp = *c;
     tmp.out = NULL;
     tmp.out_json = NULL;
-    finish(&tmp, &r->base);
+    dt_rpc_finish(&tmp, &r->base);
     dovetail__v1__match_response__free_unpacked(r, NULL);
     if (tmp.code != TW_OK) {
         free(tmp.out);

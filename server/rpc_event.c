@@ -511,25 +511,6 @@ static void explanation_pb(resp_buf *b, size_t k, const dt_event_meeting *m)
     }
 }
 
-/* Packs resp into c->out (+ c->out_json for JSON calls). */
-static void finish(dt_call *c, const ProtobufCMessage *msg)
-{
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    c->out = malloc(n ? n : 1);
-    if (!c->out) goto nomem;
-    c->out_len = protobuf_c_message_pack(msg, c->out);
-    if (c->json) {
-        dt_pbjson_opts o = {0};
-        o.emit_defaults = true;
-        c->out_json = dt_pbjson_encode(msg, &o, &c->out_json_len);
-        if (!c->out_json) goto nomem;
-    }
-    c->code = TW_OK;
-    return;
-nomem:
-    c->code = TW_INTERNAL;
-    dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory encoding the response");
-}
 
 static int respond(dt_call *c, const dt_event_result *r, const char *url, uint32_t elapsed_ms)
 {
@@ -680,7 +661,7 @@ static int respond(dt_call *c, const dt_event_result *r, const char *url, uint32
     resp.index_epoch = r->epoch;
     resp.html_url = (char *)url;
     resp.elapsed_ms = elapsed_ms;
-    finish(c, &resp.base);
+    dt_rpc_finish(c, &resp.base);
     resp_buf_free(&b);
     return 0;
 }

@@ -160,6 +160,9 @@ void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_searcher *sr);
 int dt_rpc_precheck(dt_call *c);
 /* The tenant a request names ("public" when empty). */
 const char *dt_rpc_tenant(const dt_call *c);
+/* Packs a response into c->out (and c->out_json for JSON calls) and sets c->code; on failure
+ * c->code is internal. Any worker-side handler ends with it. */
+void dt_rpc_finish(dt_call *c, const ProtobufCMessage *msg);
 /* Re-encodes a cached packed MatchResponse for this call with cached = true (loop thread). */
 int dt_rpc_from_cache(dt_call *c, const void *val, size_t len);
 
