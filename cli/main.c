@@ -467,7 +467,6 @@ static int cmd_match(int argc, char **argv)
 }
 
 
-int cmd_rerank(int argc, char **argv); /* rerank.c */
 
 static void usage(FILE *f)
 {
@@ -478,8 +477,7 @@ static void usage(FILE *f)
                "  match ...          rank achievements for a demand, demands for an achievement, or a text\n"
                "  eval DIR           relevance (nDCG@10, recall@100, MRR@10) on a BEIR-format data set\n"
                "  import ...         add record files to a daemon's --data-dir (offline)\n"
-               "  pair ...           plan a Deep Dive event: who meets whom, in which slot, at which table\n"
-               "  rerank ...         re-rank every open record of a tenant into a file and/or Redis\n");
+               "  pair ...           plan a Deep Dive event: who meets whom, in which slot, at which table\n");
 }
 
 int main(int argc, char **argv)
@@ -499,7 +497,6 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "pair")) return cmd_pair(argc - 1, argv + 1);
     if (!strcmp(cmd, "import")) return cmd_import(argc - 1, argv + 1);
-    if (!strcmp(cmd, "rerank")) return cmd_rerank(argc - 1, argv + 1);
     fprintf(stderr, "dovetail: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
