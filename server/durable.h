@@ -1,7 +1,8 @@
 /* durable.h - the daemon's durable state in --data-dir: snapshot + journal (docs/durability.md).
  *
- * Writes: a handler encodes the mutation, takes the engine write lock, applies it, appends ONE
- * journal entry for the whole call (so a crash never leaves half a call applied), releases the lock,
+ * Writes: a handler encodes the mutation, takes the engine write lock, appends ONE journal entry
+ * for the whole call (so a crash never leaves half a call applied), then applies it (so a refused
+ * append changes nothing), releases the lock,
  * then waits in dt_durable_sync until the entry is durable under the fsync policy, and only then
  * acknowledges. Start-up: the newest valid snapshot, then the journal after it (a torn tail is cut
  * and logged; damage in the middle refuses to start unless nothing after it can be trusted anyway).
@@ -49,7 +50,7 @@ void dt_durable_close(dt_durable *d, bool final_snapshot);
 
 /* Payload of an upsert of n records (encode before applying: the engine takes the records). */
 int dt_durable_encode_upsert(dt_record *const *recs, size_t n, uint8_t **payload, size_t *len, dt_err *err);
-/* Under the engine write lock, after the mutation was applied: appends one entry. */
+/* Under the engine write lock, before the mutation is applied: appends one entry. */
 int dt_durable_append(dt_durable *d, uint8_t type, const uint8_t *payload, size_t len, uint64_t *seq, dt_err *err);
 int dt_durable_log_delete(dt_durable *d, const char *tenant, dt_side side, char *const *ids, size_t n,
                           uint64_t *seq, dt_err *err);

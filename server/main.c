@@ -341,6 +341,7 @@ int main(int argc, char **argv)
         return 3;
     }
     signal(SIGPIPE, SIG_IGN); /* hiredis and evhttp write to sockets that may have closed */
+    signal(SIGXFSZ, SIG_IGN); /* over a file size limit, a journal write fails (EFBIG) and is answered */
     json_set_alloc_funcs(json_malloc_or_abort, free);
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);

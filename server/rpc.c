@@ -341,28 +341,30 @@ static void run_upsert(dt_call *c)
     if (ok == n) {
         pthread_rwlock_wrlock(&s->lock);
         size_t done = 0;
-        for (; done < n; done++)
-            if (dt_engine_upsert(s->engine, &recs[done], &err) < 0) break;
-        if (done < n) {
+        /* journal first, then memory: a write the journal refuses changes nothing */
+        if (s->durable && dt_durable_append(s->durable, DT_J_UPSERT, payload, plen, &seq, &err) < 0) {
+            c->code = TW_INTERNAL;
+            dt_err_set(&c->err, DT_EIO, NULL, "the write could not be journaled (%.180s); nothing was stored", err.msg);
+        } else {
+            for (; done < n; done++)
+                if (dt_engine_upsert(s->engine, &recs[done], &err) < 0) break;
+        }
+        if (done < n && c->code == TW_OK) {
             char field[64];
             snprintf(field, sizeof field, "records[%zu]%s%.30s", done, err.field[0] ? "." : "", err.field);
             snprintf(err.field, sizeof err.field, "%s", field);
             engine_error(c, &err); /* validated already, so this is memory: earlier records stay */
-        } else {
-            bool build = dt_engine_needs_build(s->engine, c->tenant);
-            /* re-learn the tenant's basis once it has doubled since the last time */
-            if (build) dt_engine_build(s->engine, c->tenant, NULL);
-            if (s->durable && (dt_durable_append(s->durable, DT_J_UPSERT, payload, plen, &seq, &err) < 0 ||
-                               (build && dt_durable_log_build(s->durable, c->tenant, &seq, &err) < 0))) {
-                c->code = TW_UNAVAILABLE;
-                dt_err_set(&c->err, DT_EIO, NULL, "the write could not be journaled (%.180s); not acknowledged", err.msg);
-                done = 0; /* not acknowledged */
-            }
+        } else if (done == n) {
+            /* re-learn the tenant's basis once it has doubled since the last time; the marker lets
+             * a replay re-learn it at the same point (a lost marker only changes the basis) */
+            if (dt_engine_needs_build(s->engine, c->tenant) && dt_engine_build(s->engine, c->tenant, NULL) == 0 &&
+                s->durable)
+                dt_durable_log_build(s->durable, c->tenant, &seq, NULL);
         }
         c->epoch_after = dt_engine_epoch(s->engine, c->tenant);
         pthread_rwlock_unlock(&s->lock);
         if (done == n && seq && dt_durable_sync(s->durable, seq, &err) < 0) {
-            c->code = TW_UNAVAILABLE;
+            c->code = TW_INTERNAL;
             dt_err_set(&c->err, DT_EIO, NULL, "the write could not be made durable (%.180s); not acknowledged", err.msg);
             done = 0;
         }
@@ -390,33 +392,27 @@ static void run_delete(dt_call *c)
         dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory");
         return;
     }
-    char **gone = calloc(rq->n_ids ? rq->n_ids : 1, sizeof *gone);
-    if (!gone) {
-        free(missing);
-        c->code = TW_INTERNAL;
-        dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory");
-        return;
-    }
     size_t nm = 0, deleted = 0;
     uint64_t seq = 0;
     dt_err err = DT_ERR_INIT;
     bool durable_ok = true;
     pthread_rwlock_wrlock(&s->lock);
-    for (size_t i = 0; i < rq->n_ids; i++) {
+    /* journal first, then memory (replaying a delete of an absent id is harmless) */
+    if (rq->n_ids && s->durable &&
+        dt_durable_log_delete(s->durable, c->tenant, side, rq->ids, rq->n_ids, &seq, &err) < 0)
+        durable_ok = false;
+    for (size_t i = 0; durable_ok && i < rq->n_ids; i++) {
         if (dt_engine_delete(s->engine, c->tenant, side, rq->ids[i], NULL) == 0)
-            gone[deleted++] = rq->ids[i];
+            deleted++;
         else
             missing[nm++] = rq->ids[i];
     }
-    if (deleted && s->durable && dt_durable_log_delete(s->durable, c->tenant, side, gone, deleted, &seq, &err) < 0)
-        durable_ok = false;
     c->epoch_after = dt_engine_epoch(s->engine, c->tenant);
     pthread_rwlock_unlock(&s->lock);
     if (durable_ok && seq && dt_durable_sync(s->durable, seq, &err) < 0) durable_ok = false;
-    free(gone);
     if (!durable_ok) {
         free(missing);
-        c->code = TW_UNAVAILABLE;
+        c->code = TW_INTERNAL;
         dt_err_set(&c->err, DT_EIO, NULL, "the delete could not be made durable (%.180s); not acknowledged", err.msg);
         return;
     }
