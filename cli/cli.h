@@ -23,5 +23,6 @@ bool cli_tty(void);
 int cmd_eval(int argc, char **argv);
 int cmd_pair(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_rerank(int argc, char **argv);
 
 #endif

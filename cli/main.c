@@ -477,7 +477,8 @@ static void usage(FILE *f)
                "  match ...          rank achievements for a demand, demands for an achievement, or a text\n"
                "  eval DIR           relevance (nDCG@10, recall@100, MRR@10) on a BEIR-format data set\n"
                "  import ...         add record files to a daemon's --data-dir (offline)\n"
-               "  pair ...           plan a Deep Dive event: who meets whom, in which slot, at which table\n");
+               "  pair ...           plan a Deep Dive event: who meets whom, in which slot, at which table\n"
+               "  rerank ...         re-rank every open record of a tenant into a file and/or Redis\n");
 }
 
 int main(int argc, char **argv)
@@ -497,6 +498,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "pair")) return cmd_pair(argc - 1, argv + 1);
     if (!strcmp(cmd, "import")) return cmd_import(argc - 1, argv + 1);
+    if (!strcmp(cmd, "rerank")) return cmd_rerank(argc - 1, argv + 1);
     fprintf(stderr, "dovetail: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

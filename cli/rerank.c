@@ -1,0 +1,846 @@
+/* rerank.c - `dovetail rerank`: the nightly re-rank of one tenant from record files.
+ *
+ * Loads records as `dovetail match` does and outcome events from JSON Lines, runs a re-rank job
+ * (matcher/rerank.h) and writes every open record's list to a JSON Lines file and/or to Redis.
+ * Neither output is ever visible half-written: the file is written under a temporary name and
+ * renamed when complete; Redis lists are written under a job-specific prefix and published by
+ * setting one pointer key last (docs/rerank.md). SIGINT or SIGTERM cancels the job cleanly: the
+ * temporary file and the job's keys are removed, the published lists stay as they were.
+ * What it is not: a client of the daemon (StartRerank is the RPC equivalent).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <hiredis.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <malloc.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "outcome.h"
+#include "rerank.h"
+#include "topk.h"
+
+#define MAX_FILES 64
+#define REDIS_WINDOW 1024 /* commands in flight before their replies are read */
+
+static void rerank_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: dovetail rerank [FILES] [options] (--out FILE | --redis HOST:PORT)\n"
+            "\n"
+            "Re-ranks every open record of a tenant: each demand's top-k achievements and each\n"
+            "achievement's top-k demands, with outcome feedback and an optional exposure cap.\n"
+            "Records:\n"
+            "  -a, --achievements FILE  achievements (rows without a 'side' are achievements); repeatable\n"
+            "  -d, --demands FILE       demands; repeatable\n"
+            "  FILE                     records whose rows each give their 'side'\n"
+            "  --clusters FILE          region clusters, lines 'name<TAB>region_prefix'\n"
+            "  --tenant T               tenant (default public); --strict refuses a file on a bad row\n"
+            "  --dim N                  LSA dimension (default 256)\n"
+            "Feedback:\n"
+            "  --outcomes FILE          outcome events, JSON Lines: {\"demand_id\", \"achievement_id\",\n"
+            "                           \"kind\", \"reason\", \"amount\", \"at\", \"tenant\"}; repeatable.\n"
+            "                           Kinds: viewed, contacted, declined (reason: too_early_stage,\n"
+            "                           unclear_benefit, price, other), meeting_held, negotiating,\n"
+            "                           deal_signed (amount). Any bad line stops the run.\n"
+            "  --engaged-boost X        added to pairs with a meeting, negotiation or deal (default 0.05)\n"
+            "  --price-penalty X        for demands below the asking price of an achievement declined\n"
+            "                           for price by --min-declines demands (default 0.1)\n"
+            "  --stage-penalty X        for demands needing a higher TRL than an achievement declined as\n"
+            "                           too early stage by --min-declines demands (default 0.1)\n"
+            "  --min-declines N         distinct demands before an achievement is demoted (default 2)\n"
+            "Lists:\n"
+            "  -k N                     list length (default 10, at most 10000)\n"
+            "  --side demand|achievement   only the lists of that side's records (default both)\n"
+            "  --cap C                  no achievement in more than C demands' lists (best assignment)\n"
+            "  --candidates L           candidates per demand under a cap (default max(5k, 50))\n"
+            "  --weights D,L,S          score weights (default 0.7,0.3,0.1, adapted per record; given\n"
+            "                           weights are used as they are)\n"
+            "  --threads N              worker threads (default: one per CPU); --batch N records per\n"
+            "                           GEMM (default 512)\n"
+            "Output (at least one):\n"
+            "  --out FILE               JSON Lines, one line per record: {\"tenant\", \"side\", \"id\",\n"
+            "                           \"matches\": [{\"id\", \"score\"}, ...]}; written to FILE.tmp.PID and\n"
+            "                           renamed when complete\n"
+            "  --redis HOST:PORT        lists as JSON under dt:v1:rerank:T:job:JOB:SIDE:ID, published by\n"
+            "                           setting dt:v1:rerank:T:current to JOB last; the previous job's\n"
+            "                           keys are then removed\n"
+            "  --job-id ID              the job's id (default: UTC time and process id)\n"
+            "  -q, --quiet              no progress bar and no summary\n"
+            "A progress bar (done/total, rate, ETA) is drawn on standard error when it is a terminal.\n"
+            "SIGINT or SIGTERM cancels: nothing is published and the temporary outputs are removed.\n"
+            "Exit status: 0 done, 1 bad input, 2 usage, 3 internal or output error, 130 cancelled.\n");
+}
+
+/* ---- signals ---- */
+
+static volatile sig_atomic_t g_stop_signal; /* set by the handler, read by the monitor thread */
+
+static void on_signal(int sig)
+{
+    g_stop_signal = sig;
+}
+
+/* ---- outcome events ---- */
+
+static int parse_outcome_line(json_t *o, const char *tenant, dt_outcome_event *ev, char *field, size_t nfield,
+                              dt_err *err)
+{
+    static const char *const keys[] = {"tenant", "demand_id", "achievement_id", "kind", "reason", "amount", "at"};
+    dt_outcome_event_init(ev);
+    ev->tenant = tenant;
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        size_t i = 0;
+        while (i < sizeof keys / sizeof *keys && strcmp(k, keys[i])) i++;
+        if (i == sizeof keys / sizeof *keys) {
+            snprintf(field, nfield, "%s", k);
+            return dt_err_set(err, DT_EINVAL, NULL,
+                              "unknown key: expected tenant, demand_id, achievement_id, kind, reason, amount, at");
+        }
+        snprintf(field, nfield, "%s", k);
+        if (json_is_null(v)) continue;
+        bool str = i <= 4;
+        if (str && !json_is_string(v)) return dt_err_set(err, DT_EINVAL, NULL, "must be a string");
+        if (!str && !json_is_number(v)) return dt_err_set(err, DT_EINVAL, NULL, "must be a number");
+        const char *s = str ? json_string_value(v) : NULL;
+        int rc = 0;
+        switch (i) {
+        case 0: ev->tenant = s; break;
+        case 1: ev->demand_id = s; break;
+        case 2: ev->achievement_id = s; break;
+        case 3: rc = dt_outcome_kind_parse(s, &ev->kind, k, err); break;
+        case 4: rc = dt_outcome_reason_parse(s, &ev->reason, k, err); break;
+        case 5: ev->amount = json_number_value(v); break;
+        case 6: {
+            double at = json_number_value(v);
+            if (!(at >= 0 && at < 9e15 && at == floor(at))) return dt_err_set(err, DT_EINVAL, NULL, "must be whole unix seconds >= 0");
+            ev->at = (int64_t)at;
+            break;
+        }
+        }
+        if (rc) return rc;
+    }
+    if (!json_object_get(o, "kind")) {
+        snprintf(field, nfield, "kind");
+        return dt_err_set(err, DT_EINVAL, NULL, "missing");
+    }
+    field[0] = 0;
+    return 0;
+}
+
+/* Reads a JSON Lines file of outcome events into s; reports each bad line as FILE:LINE: FIELD:
+ * MESSAGE (at most 20) and returns the number of bad lines, or -1 when the file cannot be read. */
+static long load_outcomes(dt_outcome_store *s, const char *path, const char *tenant, size_t *added)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t len;
+    long bad = 0;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        const char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p) continue;
+        json_error_t jerr;
+        json_t *o = json_loadb(line, (size_t)len, 0, &jerr);
+        char field[128] = "";
+        dt_err err = DT_ERR_INIT;
+        dt_outcome_event ev;
+        int rc;
+        if (!o || !json_is_object(o)) {
+            rc = dt_err_set(&err, DT_EINVAL, NULL, "%s", o ? "not a JSON object" : jerr.text);
+        } else {
+            rc = parse_outcome_line(o, tenant, &ev, field, sizeof field, &err);
+            if (rc == 0) {
+                rc = dt_outcome_add(s, &ev, &err);
+                if (rc == 0) (*added)++;
+                snprintf(field, sizeof field, "%s", err.field);
+            }
+        }
+        if (rc) {
+            if (bad < 20) fprintf(stderr, "%s:%zu: %s%s%s\n", path, lineno, field, field[0] ? ": " : "", err.msg);
+            bad++;
+        }
+        json_decref(o);
+    }
+    bool rerr = ferror(f);
+    free(line);
+    fclose(f);
+    if (rerr) {
+        fprintf(stderr, "%s: read error\n", path);
+        return -1;
+    }
+    if (bad > 20) fprintf(stderr, "%s: %ld bad lines in all\n", path, bad);
+    return bad;
+}
+
+/* ---- outputs ---- */
+
+typedef struct output {
+    const char *tenant;
+    /* file */
+    const char *path;
+    char *tmp;
+    FILE *f;
+    /* redis */
+    redisContext *rc;
+    char job[96];
+    char *prefix; /* dt:v1:rerank:<tenant>: */
+    size_t pending;
+    uint64_t written;
+    uint64_t lists[2];
+} output;
+
+static char *list_json(const dt_rerank_list *l)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < l->n; i++) {
+        json_t *m = json_pack("{s:s,s:f}", "id", l->items[i].id, "score", (double)l->items[i].score);
+        if (!m || json_array_append_new(arr, m)) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    char *s = arr ? json_dumps(arr, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
+    json_decref(arr);
+    return s;
+}
+
+/* Reads replies until at most `keep` commands are in flight. */
+static int redis_drain(output *o, size_t keep, dt_err *err)
+{
+    while (o->pending > keep) {
+        void *r = NULL;
+        if (redisGetReply(o->rc, &r) != REDIS_OK)
+            return dt_err_set(err, DT_EIO, "redis", "%s", o->rc->errstr[0] ? o->rc->errstr : "connection lost");
+        redisReply *rep = r;
+        o->pending--;
+        if (rep->type == REDIS_REPLY_ERROR) {
+            int rc = dt_err_set(err, DT_EIO, "redis", "%s", rep->str);
+            freeReplyObject(rep);
+            return rc;
+        }
+        freeReplyObject(rep);
+    }
+    return 0;
+}
+
+static int emit_list(void *ud, const dt_rerank_list *l, dt_err *err)
+{
+    output *o = ud;
+    char *arr = list_json(l);
+    if (!arr) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory encoding a list");
+    int rc = 0;
+    if (o->f) {
+        json_t *t = json_string(l->tenant), *id = json_string(l->id);
+        char *ts = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL, *ids = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
+        json_decref(t);
+        json_decref(id);
+        if (!ts || !ids)
+            rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory encoding a list");
+        else if (fprintf(o->f, "{\"tenant\":%s,\"side\":\"%s\",\"id\":%s,\"matches\":%s}\n", ts, dt_side_name(l->side),
+                         ids, arr) < 0)
+            rc = dt_err_set(err, DT_EIO, "out", "writing %s: %s", o->tmp, strerror(errno));
+        free(ts);
+        free(ids);
+    }
+    if (rc == 0 && o->rc) {
+        char key[1024];
+        int n = snprintf(key, sizeof key, "%sjob:%s:%s:%s", o->prefix, o->job, dt_side_name(l->side), l->id);
+        if (n < 0 || (size_t)n >= sizeof key) {
+            rc = dt_err_set(err, DT_ELIMIT, "redis", "key for '%s' too long", l->id);
+        } else if (redisAppendCommand(o->rc, "SET %b %b", key, (size_t)n, arr, strlen(arr)) != REDIS_OK) {
+            rc = dt_err_set(err, DT_EIO, "redis", "%s", o->rc->errstr);
+        } else {
+            o->pending++;
+            if (o->pending >= REDIS_WINDOW) rc = redis_drain(o, 0, err);
+        }
+    }
+    free(arr);
+    if (rc == 0) o->lists[l->side]++;
+    return rc;
+}
+
+/* Escapes glob characters for SCAN MATCH. */
+static void glob_escape(const char *s, char *out, size_t n)
+{
+    size_t k = 0;
+    for (; *s && k + 2 < n; s++) {
+        if (strchr("*?[]\\", *s)) out[k++] = '\\';
+        out[k++] = *s;
+    }
+    out[k] = 0;
+}
+
+/* Removes the keys of job `only`, or (only NULL) of every job of the tenant but `keep`, with SCAN +
+ * UNLINK. Returns the number removed, or -1 on a Redis error. */
+static long redis_drop_jobs(output *o, const char *only, const char *keep)
+{
+    char pat[1200], esc[1100], base[1100];
+    int nb = snprintf(base, sizeof base, "%sjob:", o->prefix);
+    snprintf(pat, sizeof pat, "%s%s%s", base, only ? only : "", only ? ":" : "");
+    glob_escape(pat, esc, sizeof esc);
+    snprintf(pat, sizeof pat, "%s*", esc);
+    size_t keep_len = keep ? strlen(keep) : 0;
+    char cursor[32] = "0";
+    long removed = 0;
+    do {
+        redisReply *r = redisCommand(o->rc, "SCAN %s MATCH %s COUNT 1000", cursor, pat);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            if (r) freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        redisReply *keys = r->element[1];
+        const char **argv = malloc((keys->elements + 1) * sizeof *argv);
+        size_t *lens = malloc((keys->elements + 1) * sizeof *lens);
+        if (!argv || !lens) {
+            free(argv);
+            free(lens);
+            freeReplyObject(r);
+            return -1;
+        }
+        int argc = 1;
+        argv[0] = "UNLINK";
+        lens[0] = 6;
+        for (size_t i = 0; i < keys->elements; i++) {
+            const char *k = keys->element[i]->str + nb; /* the job id, then ':' */
+            if (keep && keys->element[i]->len > (size_t)nb + keep_len && strncmp(k, keep, keep_len) == 0 &&
+                k[keep_len] == ':')
+                continue;
+            argv[argc] = keys->element[i]->str;
+            lens[argc++] = keys->element[i]->len;
+        }
+        if (argc > 1) {
+            redisReply *u = redisCommandArgv(o->rc, argc, argv, lens);
+            if (u && u->type == REDIS_REPLY_INTEGER) removed += (long)u->integer;
+            if (u) freeReplyObject(u);
+        }
+        free(argv);
+        free(lens);
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return removed;
+}
+
+static int redis_open(output *o, const char *addr, const char *job, dt_err *err)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    char *end;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host || *end || port < 1 || port > 65535)
+        return dt_err_set(err, DT_EINVAL, "--redis", "expected HOST:PORT, got '%s'", addr);
+    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* [::1]:6379 */
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = 0;
+    }
+    struct timeval tv = {5, 0};
+    o->rc = redisConnectWithTimeout(host, (int)port, tv);
+    if (!o->rc || o->rc->err)
+        return dt_err_set(err, DT_EIO, "--redis", "cannot connect to %s: %s", addr, o->rc ? o->rc->errstr : "out of memory");
+    redisSetTimeout(o->rc, (struct timeval){30, 0});
+    redisReply *r = redisCommand(o->rc, "PING");
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    if (r) freeReplyObject(r);
+    if (!ok) return dt_err_set(err, DT_EIO, "--redis", "%s does not answer PING: %s", addr, o->rc->errstr);
+    snprintf(o->job, sizeof o->job, "%s", job);
+    size_t n = strlen("dt:v1:rerank::") + strlen(o->tenant) + 1;
+    if (!(o->prefix = malloc(n))) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+    snprintf(o->prefix, n, "dt:v1:rerank:%s:", o->tenant);
+    return 0;
+}
+
+/* Publishes the job: its meta key, then the current pointer; then drops the previous job's keys. */
+static int redis_publish(output *o, const dt_rerank_opts *ro, bool quiet, dt_err *err)
+{
+    int rc = redis_drain(o, 0, err);
+    if (rc) return rc;
+    char key[1200];
+    snprintf(key, sizeof key, "%sjob:%s:meta", o->prefix, o->job);
+    json_t *meta = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "job", o->job, "tenant", o->tenant, "k", (json_int_t)ro->k,
+                             "cap", (json_int_t)ro->cap, "demands", (json_int_t)o->lists[DT_DEMAND], "achievements",
+                             (json_int_t)o->lists[DT_ACHIEVEMENT], "finished_at", (json_int_t)time(NULL));
+    char *m = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+    json_decref(meta);
+    if (!m) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+    redisReply *r = redisCommand(o->rc, "SET %s %s", key, m);
+    free(m);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        rc = dt_err_set(err, DT_EIO, "redis", "%s", r ? r->str : o->rc->errstr);
+        if (r) freeReplyObject(r);
+        return rc;
+    }
+    freeReplyObject(r);
+    snprintf(key, sizeof key, "%scurrent", o->prefix);
+    r = redisCommand(o->rc, "SET %s %s GET", key, o->job); /* Redis >= 6.2; else GET then SET */
+    char old[96] = "";
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        freeReplyObject(r);
+        r = redisCommand(o->rc, "GET %s", key);
+        if (r && r->type == REDIS_REPLY_STRING) snprintf(old, sizeof old, "%s", r->str);
+        if (r) freeReplyObject(r);
+        r = redisCommand(o->rc, "SET %s %s", key, o->job);
+    } else if (r && r->type == REDIS_REPLY_STRING) {
+        snprintf(old, sizeof old, "%s", r->str);
+    }
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        rc = dt_err_set(err, DT_EIO, "redis", "setting %s: %s", key, r ? r->str : o->rc->errstr);
+        if (r) freeReplyObject(r);
+        return rc;
+    }
+    freeReplyObject(r);
+    /* the previous job's keys, and those a crashed job may have left */
+    long n = redis_drop_jobs(o, NULL, o->job);
+    if (n < 0) fprintf(stderr, "dovetail rerank: could not remove the keys of earlier jobs\n");
+    else if (!quiet && n)
+        fprintf(stderr, "removed %ld keys of earlier jobs (the previous current job: %s)\n", n, old[0] ? old : "none");
+    return 0;
+}
+
+static int file_open(output *o, dt_err *err)
+{
+    size_t n = strlen(o->path) + 32;
+    if (!(o->tmp = malloc(n))) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+    snprintf(o->tmp, n, "%s.tmp.%ld", o->path, (long)getpid());
+    int fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || !(o->f = fdopen(fd, "w"))) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        return dt_err_set(err, DT_EIO, "--out", "creating %s: %s", o->tmp, strerror(e));
+    }
+    return 0;
+}
+
+static int file_commit(output *o, dt_err *err)
+{
+    if (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0) {
+        int e = errno;
+        fclose(o->f);
+        o->f = NULL;
+        return dt_err_set(err, DT_EIO, "--out", "writing %s: %s", o->tmp, strerror(e));
+    }
+    if (fclose(o->f) != 0) {
+        o->f = NULL;
+        return dt_err_set(err, DT_EIO, "--out", "writing %s: %s", o->tmp, strerror(errno));
+    }
+    o->f = NULL;
+    if (rename(o->tmp, o->path) != 0) return dt_err_set(err, DT_EIO, "--out", "renaming %s: %s", o->tmp, strerror(errno));
+    char *dup = strdup(o->path);
+    if (dup) { /* make the rename itself durable; best effort */
+        int dfd = open(dirname(dup), O_RDONLY | O_DIRECTORY);
+        if (dfd >= 0) fsync(dfd), close(dfd);
+        free(dup);
+    }
+    free(o->tmp);
+    o->tmp = NULL;
+    return 0;
+}
+
+/* Undoes whatever a failed or cancelled run left behind. */
+static void output_abandon(output *o)
+{
+    if (o->f) fclose(o->f);
+    o->f = NULL;
+    if (o->tmp) unlink(o->tmp);
+    free(o->tmp);
+    o->tmp = NULL;
+    if (o->rc && !o->rc->err) {
+        dt_err err = DT_ERR_INIT;
+        redis_drain(o, 0, &err);
+        redis_drop_jobs(o, o->job, NULL);
+    }
+}
+
+static void output_close(output *o)
+{
+    if (o->rc) redisFree(o->rc);
+    free(o->prefix);
+    free(o->tmp);
+}
+
+/* ---- progress ---- */
+
+typedef struct monitor {
+    dt_rerank_job *job;
+    bool draw;
+    atomic_bool finished;
+    bool cancelled_by_signal;
+} monitor;
+
+static void fmt_secs(double s, char *buf, size_t n)
+{
+    if (s < 0 || !isfinite(s)) {
+        snprintf(buf, n, "--:--");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void draw(const dt_rerank_progress *p)
+{
+    char eta[32], el[32];
+    fmt_secs(p->eta, eta, sizeof eta);
+    fmt_secs(p->elapsed, el, sizeof el);
+    if (p->state == DT_RERANK_BUILDING) {
+        fprintf(stderr, "\r\033[Klearning the LSA basis ... %s", el);
+    } else if (p->state == DT_RERANK_ASSIGNING) {
+        fprintf(stderr, "\r\033[Kexposure cap: %llu/%llu demands assigned  %s", (unsigned long long)p->assign_done,
+                (unsigned long long)p->assign_total, el);
+    } else {
+        const int width = 30;
+        double f = p->total ? (double)p->done / (double)p->total : 0;
+        int full = (int)(f * width);
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < full ? '#' : '-';
+        bar[width] = 0;
+        fprintf(stderr, "\r\033[K[%s] %5.1f%%  %llu/%llu  %.0f rec/s  ETA %s", bar, 100 * f,
+                (unsigned long long)p->done, (unsigned long long)p->total, p->rate, eta);
+    }
+    fflush(stderr);
+}
+
+static void *monitor_run(void *arg)
+{
+    monitor *m = arg;
+    int ticks = 0;
+    while (!atomic_load(&m->finished)) {
+        if (g_stop_signal && !m->cancelled_by_signal) {
+            m->cancelled_by_signal = true;
+            dt_rerank_cancel(m->job);
+            if (m->draw) fprintf(stderr, "\r\033[Kcancelling ...");
+        }
+        if (m->draw && !m->cancelled_by_signal && ticks++ % 4 == 0) {
+            dt_rerank_progress p;
+            dt_rerank_get_progress(m->job, &p);
+            draw(&p);
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (m->draw) fprintf(stderr, "\r\033[K");
+    return NULL;
+}
+
+/* ---- the command ---- */
+
+static int parse_number(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "%s: expected a number in [%g, %g], got '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int read_file(const char *path, char **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    FILE *mem = open_memstream(buf, len);
+    char chunk[4096];
+    size_t r;
+    while (mem && (r = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, r, mem);
+    bool bad = ferror(f) || !mem;
+    if (mem) fclose(mem);
+    fclose(f);
+    return bad ? -1 : 0;
+}
+
+int cmd_rerank(int argc, char **argv)
+{
+    enum { O_CLUSTERS = 256, O_TENANT, O_STRICT, O_DIM, O_OUTCOMES, O_BOOST, O_PPEN, O_SPEN, O_MIND, O_SIDE, O_CAP,
+           O_CAND, O_WEIGHTS, O_THREADS, O_BATCH, O_OUT, O_REDIS, O_JOB };
+    static const struct option opts[] = {
+        {"achievements", required_argument, 0, 'a'}, {"demands", required_argument, 0, 'd'},
+        {"clusters", required_argument, 0, O_CLUSTERS}, {"tenant", required_argument, 0, O_TENANT},
+        {"strict", no_argument, 0, O_STRICT}, {"dim", required_argument, 0, O_DIM},
+        {"outcomes", required_argument, 0, O_OUTCOMES}, {"engaged-boost", required_argument, 0, O_BOOST},
+        {"price-penalty", required_argument, 0, O_PPEN}, {"stage-penalty", required_argument, 0, O_SPEN},
+        {"min-declines", required_argument, 0, O_MIND}, {"side", required_argument, 0, O_SIDE},
+        {"cap", required_argument, 0, O_CAP}, {"candidates", required_argument, 0, O_CAND},
+        {"weights", required_argument, 0, O_WEIGHTS}, {"threads", required_argument, 0, O_THREADS},
+        {"batch", required_argument, 0, O_BATCH}, {"out", required_argument, 0, O_OUT},
+        {"redis", required_argument, 0, O_REDIS}, {"job-id", required_argument, 0, O_JOB},
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *ach[MAX_FILES], *dem[MAX_FILES], *outc[MAX_FILES];
+    size_t n_ach = 0, n_dem = 0, n_outc = 0;
+    const char *clusters_file = NULL, *tenant = NULL, *out_path = NULL, *redis_addr = NULL, *job_id = NULL;
+    bool strict = false, quiet = false;
+    dt_engine_opts eo = dt_engine_opts_default();
+    dt_rerank_opts ro;
+    dt_rerank_opts_init(&ro);
+    dt_weights w;
+    double v;
+    int c;
+    while ((c = getopt_long(argc, argv, "a:d:k:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+        case 'd':
+        case O_OUTCOMES: {
+            const char **arr = c == 'a' ? ach : c == 'd' ? dem : outc;
+            size_t *n = c == 'a' ? &n_ach : c == 'd' ? &n_dem : &n_outc;
+            if (*n >= MAX_FILES) {
+                fprintf(stderr, "at most %d files of each kind\n", MAX_FILES);
+                return 2;
+            }
+            arr[(*n)++] = optarg;
+            break;
+        }
+        case 'k':
+            if (parse_number("-k", optarg, 1, 10000, &v)) return 2;
+            ro.k = (size_t)v;
+            break;
+        case O_CLUSTERS: clusters_file = optarg; break;
+        case O_TENANT: tenant = optarg; break;
+        case O_STRICT: strict = true; break;
+        case O_DIM:
+            if (parse_number("--dim", optarg, 1, 4096, &v)) return 2;
+            eo.dim = (size_t)v;
+            break;
+        case O_BOOST:
+            if (parse_number("--engaged-boost", optarg, 0, 100, &v)) return 2;
+            ro.policy.engaged_boost = (float)v;
+            break;
+        case O_PPEN:
+            if (parse_number("--price-penalty", optarg, 0, 100, &v)) return 2;
+            ro.policy.price_penalty = (float)v;
+            break;
+        case O_SPEN:
+            if (parse_number("--stage-penalty", optarg, 0, 100, &v)) return 2;
+            ro.policy.stage_penalty = (float)v;
+            break;
+        case O_MIND:
+            if (parse_number("--min-declines", optarg, 1, 1e9, &v)) return 2;
+            ro.policy.min_declines = (uint32_t)v;
+            break;
+        case O_SIDE: {
+            dt_side s;
+            dt_err err = DT_ERR_INIT;
+            if (dt_side_parse(optarg, &s, "--side", &err) < 0) {
+                fprintf(stderr, "--side: %s\n", err.msg);
+                return 2;
+            }
+            ro.demands = s == DT_DEMAND;
+            ro.achievements = s == DT_ACHIEVEMENT;
+            break;
+        }
+        case O_CAP:
+            if (parse_number("--cap", optarg, 1, 1e9, &v)) return 2;
+            ro.cap = (size_t)v;
+            break;
+        case O_CAND:
+            if (parse_number("--candidates", optarg, 1, 10000, &v)) return 2;
+            ro.candidates = (size_t)v;
+            break;
+        case O_WEIGHTS:
+            if (cli_parse_weights(optarg, &w)) return 2;
+            ro.weights = &w;
+            break;
+        case O_THREADS:
+            if (parse_number("--threads", optarg, 1, 1024, &v)) return 2;
+            ro.threads = (int)v;
+            break;
+        case O_BATCH:
+            if (parse_number("--batch", optarg, 1, 100000, &v)) return 2;
+            ro.batch = (size_t)v;
+            break;
+        case O_OUT: out_path = optarg; break;
+        case O_REDIS: redis_addr = optarg; break;
+        case O_JOB: job_id = optarg; break;
+        case 'q': quiet = true; break;
+        case 'h': rerank_usage(stdout); return 0;
+        default: rerank_usage(stderr); return 2;
+        }
+    }
+    if (n_ach + n_dem == 0 && optind >= argc) {
+        fprintf(stderr, "dovetail rerank: no record files given (see --help)\n");
+        return 2;
+    }
+    if (!out_path && !redis_addr) {
+        fprintf(stderr, "dovetail rerank: give --out FILE and/or --redis HOST:PORT (see --help)\n");
+        return 2;
+    }
+    if (ro.candidates && !ro.cap) {
+        fprintf(stderr, "dovetail rerank: --candidates only applies with --cap\n");
+        return 2;
+    }
+    if (ro.cap && ro.candidates && ro.candidates < ro.k) {
+        fprintf(stderr, "dovetail rerank: --candidates (%zu) must be at least -k (%zu)\n", ro.candidates, ro.k);
+        return 2;
+    }
+    char jid[96];
+    if (job_id) {
+        if (!*job_id || strlen(job_id) > 64 || strspn(job_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
+                                                  strlen(job_id)) {
+            fprintf(stderr, "--job-id: 1..64 characters of letters, digits, '-', '_' and '.'\n");
+            return 2;
+        }
+        snprintf(jid, sizeof jid, "%s", job_id);
+    } else {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        snprintf(jid, sizeof jid, "%04d%02d%02dT%02d%02d%02dZ-%ld", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, (long)getpid());
+    }
+
+    dt_topk_blas_single();
+    /* dt_search allocates per-query scratch for every batch: keep freed memory in the process
+     * rather than page-faulting fresh zeroed pages in again (several times faster at 100k records) */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_TOP_PAD, 64 << 20);
+    eo.threads = 1; /* the job's workers provide the parallelism */
+    dt_err err = DT_ERR_INIT;
+    dt_engine *e = dt_engine_new(&eo, &err);
+    dt_outcome_store *store = dt_outcome_store_new(&err);
+    if (!e || !store) {
+        fprintf(stderr, "dovetail: %s\n", err.msg);
+        dt_engine_free(e);
+        dt_outcome_store_free(store);
+        return 3;
+    }
+    int status = 0;
+    if (clusters_file) {
+        char *buf = NULL;
+        size_t len = 0;
+        if (read_file(clusters_file, &buf, &len) < 0) {
+            fprintf(stderr, "%s: %s\n", clusters_file, strerror(errno));
+            status = 1;
+        } else if (dt_engine_parse_clusters(e, buf, len, &err) < 0) {
+            fprintf(stderr, "%s: %s\n", clusters_file, err.msg);
+            status = 1;
+        }
+        free(buf);
+    }
+    for (size_t i = 0; status == 0 && i < n_ach; i++)
+        if (cli_load(e, ach[i], DT_ACHIEVEMENT, tenant, strict, quiet, NULL) < 0) status = 1;
+    for (size_t i = 0; status == 0 && i < n_dem; i++)
+        if (cli_load(e, dem[i], DT_DEMAND, tenant, strict, quiet, NULL) < 0) status = 1;
+    for (int i = optind; status == 0 && i < argc; i++)
+        if (cli_load(e, argv[i], -1, tenant, strict, quiet, NULL) < 0) status = 1;
+    size_t n_events = 0;
+    for (size_t i = 0; status == 0 && i < n_outc; i++) {
+        long bad = load_outcomes(store, outc[i], tenant, &n_events);
+        if (bad != 0) {
+            if (bad > 0) fprintf(stderr, "%s: fix the bad lines above: a dropped decline would be recommended again\n", outc[i]);
+            status = 1;
+        }
+    }
+    if (status == 0 && !quiet && n_outc) fprintf(stderr, "%zu outcome events loaded\n", n_events);
+
+    output out;
+    memset(&out, 0, sizeof out);
+    out.tenant = tenant && *tenant ? tenant : "public";
+    out.path = out_path;
+    if (status == 0 && redis_addr && redis_open(&out, redis_addr, jid, &err) < 0) {
+        fprintf(stderr, "dovetail rerank: %s: %s\n", err.field, err.msg);
+        status = 3;
+    }
+    if (status == 0 && out_path && file_open(&out, &err) < 0) {
+        fprintf(stderr, "dovetail rerank: %s\n", err.msg);
+        status = 3;
+    }
+    if (status) {
+        output_abandon(&out);
+        output_close(&out);
+        dt_outcome_store_free(store);
+        dt_engine_free(e);
+        return status;
+    }
+
+    ro.tenant = out.tenant;
+    ro.outcomes = n_outc ? store : NULL;
+    ro.emit = emit_list;
+    ro.emit_ud = &out;
+    dt_rerank_job *job = dt_rerank_new(e, &ro, &err);
+    if (!job) {
+        fprintf(stderr, "dovetail rerank: %s: %s\n", err.field, err.msg);
+        output_abandon(&out);
+        output_close(&out);
+        dt_outcome_store_free(store);
+        dt_engine_free(e);
+        return 2;
+    }
+    if (redis_addr) signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second signal ends the process the usual way */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    monitor mon = {job, !quiet && cli_tty(), false, false};
+    atomic_init(&mon.finished, false);
+    pthread_t mt;
+    bool have_monitor = pthread_create(&mt, NULL, monitor_run, &mon) == 0;
+    if (!have_monitor) fprintf(stderr, "dovetail rerank: no progress thread; SIGINT will end the process\n");
+
+    int rc = dt_rerank_run(job, &err);
+    if (rc == 0 && g_stop_signal) rc = DT_RERANK_INTERRUPTED; /* nothing is published after a signal */
+    if (rc == 0 && out_path && file_commit(&out, &err) < 0) rc = -err.code;
+    if (rc == 0 && redis_addr && redis_publish(&out, &ro, quiet, &err) < 0) rc = -err.code;
+    atomic_store(&mon.finished, true);
+    if (have_monitor) pthread_join(mt, NULL);
+
+    dt_rerank_progress p;
+    dt_rerank_get_progress(job, &p);
+    if (rc == 0) {
+        status = 0;
+        if (!quiet) {
+            fprintf(stderr, "re-ranked %llu demands and %llu achievements of tenant '%s' in %.1f s (%.0f records/s)",
+                    (unsigned long long)out.lists[DT_DEMAND], (unsigned long long)out.lists[DT_ACHIEVEMENT], out.tenant,
+                    p.elapsed, p.elapsed > 0 ? (double)p.total / p.elapsed : 0.0);
+            if (out_path) fprintf(stderr, "; wrote %s", out_path);
+            if (redis_addr) fprintf(stderr, "; published job %s", out.job);
+            fprintf(stderr, "\n");
+            if (p.uncertain)
+                fprintf(stderr, "note: %llu lists are exact only among their best 10000 candidates (see docs/rerank.md)\n",
+                        (unsigned long long)p.uncertain);
+        }
+    } else {
+        output_abandon(&out);
+        if (rc == DT_RERANK_INTERRUPTED) {
+            fprintf(stderr, "dovetail rerank: cancelled after %llu of %llu records; nothing was published\n",
+                    (unsigned long long)p.done, (unsigned long long)p.total);
+            status = 130;
+        } else {
+            fprintf(stderr, "dovetail rerank: %s%s%s; nothing was published\n", err.field, err.field[0] ? ": " : "",
+                    err.msg);
+            status = err.code == DT_EINVAL || err.code == DT_ENOTFOUND ? 1 : 3;
+        }
+    }
+    output_close(&out);
+    dt_rerank_free(job);
+    dt_outcome_store_free(store);
+    dt_engine_free(e);
+    return status;
+}
