@@ -4,7 +4,8 @@
  * of several timed dt_topk_ip runs after a warm-up, and the best of several runs of plain
  * cblas_sgemm with OpenBLAS's own threads computing Q X^T into a buffer (in slices of at most 1 GiB
  * of output when Q X^T is larger; same M and K, the rows of X split). Prints queries per second and
- * GFLOP/s (2 m n d per batch) for both.
+ * GFLOP/s (2 m n d per batch) for both. The two are timed alternately; run with
+ * OPENBLAS_THREAD_TIMEOUT=4 so OpenBLAS's idle threads do not poll through the next run.
  *
  * With --dir, also writes X, Q and our top-k row ids as .npy files under DIR/n<N>/ and a summary
  * DIR/ours.tsv, for bench/faiss_peer.py (run both with bench/topk.sh). Not a correctness test.
@@ -236,6 +237,10 @@ int main(int argc, char **argv)
     size_t max_m = 0;
     for (size_t i = 0; i < cfg.n_ms; i++)
         if (cfg.ms[i] > max_m) max_m = cfg.ms[i];
+    if (!getenv("OPENBLAS_THREAD_TIMEOUT"))
+        fprintf(stderr, "bench_topk: note: OPENBLAS_THREAD_TIMEOUT is not set; OpenBLAS threads "
+                        "poll for ~0.1 s after each sgemm run and slow the dt_topk_ip run that "
+                        "follows (bench/topk.sh sets it to 4)\n");
     int blas_threads = dt_topk_blas_single();
     float *Q = unit_vectors(max_m, cfg.d, 2);
     if (!Q) {

@@ -20,6 +20,11 @@ if [ ! -x "$BIN" ]; then
     make BUILD="$BUILD" "$BIN"
 fi
 
+# OpenBLAS's idle worker threads keep polling for about 0.1 s after each multithreaded call and
+# would take the CPUs from whatever is timed next (the runs alternate); let them sleep at once.
+# Applies to the FAISS peer as well, whose searches also call sgemm.
+export OPENBLAS_THREAD_TIMEOUT="${OPENBLAS_THREAD_TIMEOUT:-4}"
+
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dovetail-topk.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
