@@ -14,6 +14,13 @@
 int cli_load(dt_engine *e, const char *path, int default_side, const char *tenant, bool strict, bool quiet,
              size_t *loaded);
 
+/* Reads the clusters file (when not NULL), then loads the achievement files, the demand files and
+ * the files whose rows name their side, as `tenant` (NULL: public); with build, learns the dense
+ * bases. Problems are printed on stderr. Returns an exit status: 0, 1 (bad input), 3 (internal). */
+int cli_load_all(dt_engine *e, const char *clusters_file, const char *const *ach, size_t n_ach,
+                 const char *const *dem, size_t n_dem, char *const *files, size_t n_files, const char *tenant,
+                 bool strict, bool quiet, bool build);
+
 /* Parses "0.3,0.6,0.1" into weights. 0 or -1 (message printed). */
 int cli_parse_weights(const char *s, dt_weights *w);
 

@@ -28,6 +28,49 @@ int cli_load(dt_engine *e, const char *path, int default_side, const char *tenan
     return dt_ingest_file(e, path, default_side, tenant, strict, quiet ? NULL : stderr, 20, loaded, NULL);
 }
 
+int cli_load_all(dt_engine *e, const char *clusters_file, const char *const *ach, size_t n_ach,
+                 const char *const *dem, size_t n_dem, char *const *files, size_t n_files, const char *tenant,
+                 bool strict, bool quiet, bool build)
+{
+    dt_err err = DT_ERR_INIT;
+    if (clusters_file) {
+        FILE *f = fopen(clusters_file, "rb");
+        char *buf = NULL;
+        size_t len = 0;
+        int bad = !f;
+        if (f) {
+            FILE *mem = open_memstream(&buf, &len);
+            char chunk[4096];
+            size_t r;
+            while (mem && (r = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, r, mem);
+            bad = !mem || ferror(f);
+            if (mem) fclose(mem);
+            fclose(f);
+        }
+        int rc = 0;
+        if (bad) {
+            fprintf(stderr, "%s: %s\n", clusters_file, strerror(errno));
+            rc = 1;
+        } else if (dt_engine_parse_clusters(e, buf ? buf : "", len, &err) < 0) {
+            fprintf(stderr, "%s: %s\n", clusters_file, err.msg);
+            rc = 1;
+        }
+        free(buf);
+        if (rc) return rc;
+    }
+    for (size_t i = 0; i < n_ach; i++)
+        if (cli_load(e, ach[i], DT_ACHIEVEMENT, tenant, strict, quiet, NULL) < 0) return 1;
+    for (size_t i = 0; i < n_dem; i++)
+        if (cli_load(e, dem[i], DT_DEMAND, tenant, strict, quiet, NULL) < 0) return 1;
+    for (size_t i = 0; i < n_files; i++)
+        if (cli_load(e, files[i], -1, tenant, strict, quiet, NULL) < 0) return 1;
+    if (build && dt_engine_build(e, NULL, &err) < 0) {
+        fprintf(stderr, "dovetail: building the dense index: %s\n", err.msg);
+        return 3;
+    }
+    return 0;
+}
+
 int cli_parse_weights(const char *s, dt_weights *w)
 {
     char *end;
@@ -410,38 +453,8 @@ static int cmd_match(int argc, char **argv)
         fprintf(stderr, "dovetail: %s\n", err.msg);
         return 3;
     }
-    int status = 0;
-    if (clusters_file) {
-        FILE *f = fopen(clusters_file, "rb");
-        char *buf = NULL;
-        size_t len = 0;
-        if (f) {
-            FILE *mem = open_memstream(&buf, &len);
-            char chunk[4096];
-            size_t r;
-            while (mem && (r = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, r, mem);
-            if (mem) fclose(mem);
-            fclose(f);
-        }
-        if (!f || !buf) {
-            fprintf(stderr, "%s: %s\n", clusters_file, strerror(errno));
-            status = 1;
-        } else if (dt_engine_parse_clusters(e, buf, len, &err) < 0) {
-            fprintf(stderr, "%s: %s\n", clusters_file, err.msg);
-            status = 1;
-        }
-        free(buf);
-    }
-    for (size_t i = 0; status == 0 && i < n_ach; i++)
-        if (cli_load(e, ach[i], DT_ACHIEVEMENT, q.tenant, strict, json, NULL) < 0) status = 1;
-    for (size_t i = 0; status == 0 && i < n_dem; i++)
-        if (cli_load(e, dem[i], DT_DEMAND, q.tenant, strict, json, NULL) < 0) status = 1;
-    for (int i = optind; status == 0 && i < argc; i++)
-        if (cli_load(e, argv[i], -1, q.tenant, strict, json, NULL) < 0) status = 1;
-    if (status == 0 && dt_engine_build(e, NULL, &err) < 0) {
-        fprintf(stderr, "dovetail: building the dense index: %s\n", err.msg);
-        status = 3;
-    }
+    int status = cli_load_all(e, clusters_file, ach, n_ach, dem, n_dem, argv + optind, (size_t)(argc - optind),
+                              q.tenant, strict, json, true);
     if (status == 0) {
         dt_searcher *s = dt_searcher_new(e, &err);
         dt_match_result r;

@@ -698,37 +698,8 @@ int cmd_pair(int argc, char **argv)
     dt_searcher *sr = NULL;
     dt_event_result *r = NULL;
     char *text = NULL;
-    if (clusters_file) {
-        FILE *f = fopen(clusters_file, "rb");
-        char *buf = NULL;
-        size_t len = 0;
-        if (f) {
-            FILE *mem = open_memstream(&buf, &len);
-            char chunk[4096];
-            size_t n;
-            while (mem && (n = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, n, mem);
-            if (mem) fclose(mem);
-            fclose(f);
-        }
-        if (!f || !buf) {
-            fprintf(stderr, "%s: %s\n", clusters_file, strerror(errno));
-            status = 1;
-        } else if (dt_engine_parse_clusters(e, buf, len, &err) < 0) {
-            fprintf(stderr, "%s: %s\n", clusters_file, err.msg);
-            status = 1;
-        }
-        free(buf);
-    }
-    for (size_t i = 0; status == 0 && i < n_ach; i++)
-        if (cli_load(e, ach[i], DT_ACHIEVEMENT, sp.tenant, strict, quiet, NULL) < 0) status = 1;
-    for (size_t i = 0; status == 0 && i < n_dem; i++)
-        if (cli_load(e, dem[i], DT_DEMAND, sp.tenant, strict, quiet, NULL) < 0) status = 1;
-    for (int i = optind; status == 0 && i < argc; i++)
-        if (cli_load(e, argv[i], -1, sp.tenant, strict, quiet, NULL) < 0) status = 1;
-    if (status == 0 && dt_engine_build(e, NULL, &err) < 0) {
-        fprintf(stderr, "dovetail: building the dense index: %s\n", err.msg);
-        status = 3;
-    }
+    status = cli_load_all(e, clusters_file, ach, n_ach, dem, n_dem, argv + optind, (size_t)(argc - optind), sp.tenant,
+                          strict, quiet, true);
     if (status) goto out;
 
     status = 1; /* from here on, a failure is a bad input file unless said otherwise */

@@ -560,20 +560,6 @@ static int parse_number(const char *opt, const char *s, double lo, double hi, do
     return 0;
 }
 
-static int read_file(const char *path, char **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    FILE *mem = open_memstream(buf, len);
-    char chunk[4096];
-    size_t r;
-    while (mem && (r = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, r, mem);
-    bool bad = ferror(f) || !mem;
-    if (mem) fclose(mem);
-    fclose(f);
-    return bad ? -1 : 0;
-}
-
 int cmd_rerank(int argc, char **argv)
 {
     enum { O_CLUSTERS = 256, O_TENANT, O_STRICT, O_DIM, O_OUTCOMES, O_BOOST, O_PPEN, O_SPEN, O_MIND, O_SIDE, O_CAP,
@@ -728,25 +714,9 @@ int cmd_rerank(int argc, char **argv)
         dt_outcome_store_free(store);
         return 3;
     }
-    int status = 0;
-    if (clusters_file) {
-        char *buf = NULL;
-        size_t len = 0;
-        if (read_file(clusters_file, &buf, &len) < 0) {
-            fprintf(stderr, "%s: %s\n", clusters_file, strerror(errno));
-            status = 1;
-        } else if (dt_engine_parse_clusters(e, buf, len, &err) < 0) {
-            fprintf(stderr, "%s: %s\n", clusters_file, err.msg);
-            status = 1;
-        }
-        free(buf);
-    }
-    for (size_t i = 0; status == 0 && i < n_ach; i++)
-        if (cli_load(e, ach[i], DT_ACHIEVEMENT, tenant, strict, quiet, NULL) < 0) status = 1;
-    for (size_t i = 0; status == 0 && i < n_dem; i++)
-        if (cli_load(e, dem[i], DT_DEMAND, tenant, strict, quiet, NULL) < 0) status = 1;
-    for (int i = optind; status == 0 && i < argc; i++)
-        if (cli_load(e, argv[i], -1, tenant, strict, quiet, NULL) < 0) status = 1;
+    /* no build here: the job re-learns the bases itself before ranking */
+    int status = cli_load_all(e, clusters_file, ach, n_ach, dem, n_dem, argv + optind, (size_t)(argc - optind), tenant,
+                              strict, quiet, false);
     size_t n_events = 0;
     for (size_t i = 0; status == 0 && i < n_outc; i++) {
         long bad = load_outcomes(store, outc[i], tenant, &n_events);
