@@ -150,7 +150,9 @@ typedef struct dt_match {
     const dt_record *rec; /* owned by the engine; valid until the next write */
     uint32_t slot;
     float score;
-    float dense, lexical, structured; /* the weighted parts: score = dense + lexical + structured */
+    float dense, lexical, structured; /* the weighted parts: score = dense + lexical + structured
+                                         (+ feedback) */
+    float feedback;                   /* outcome feedback (rerank.h: dt_feedback_search); 0 otherwise */
     float fit[DT_FIT_COUNT];          /* filled when explain */
     dt_term_weight terms[DT_EXPLAIN_TERMS];
     size_t n_terms;

@@ -362,7 +362,7 @@ static int job_emit(dt_rerank_job *j, const dt_rerank_list *l)
     return rc;
 }
 
-/* ---- one worker ---- */
+/* ---- one search with outcome feedback (dt_feedback_search) ---- */
 
 typedef struct partner {
     const char *id;
@@ -371,65 +371,82 @@ typedef struct partner {
 
 typedef struct hit {
     float score; /* adjusted */
-    float base;  /* as dt_search gave it */
+    float delta;
     uint32_t slot;
+    uint32_t at; /* index in the search result */
 } hit;
 
-typedef struct worker {
-    dt_rerank_job *j;
-    dt_searcher *sr;
-    pthread_t tid;
-    bool started;
-    /* per batch */
-    const dt_record **recs; /* the batch's records (NULL: gone or closed) */
-    unsigned *self_flags;   /* DT_OUTCOME_ACH_* of an achievement record */
+struct dt_feedback {
+    dt_engine *e;
+    const dt_record **recs; /* per query: its stored record (feedback queries) */
+    size_t cap_recs;
+    dt_query *q;            /* the queries as searched */
+    dt_query *q2;           /* a deepening round's queries */
+    dt_match_result *res;   /* and their results */
+    size_t cap_q, cap_q2, cap_res;
+    unsigned char *fb;      /* per query: feedback applies */
+    size_t *want;           /* offset + k */
+    size_t *off0;           /* the query's offset */
     size_t *depth;          /* candidates its next search asks for */
+    unsigned *self_flags;   /* DT_OUTCOME_ACH_* of an achievement query record */
     size_t *p_off, *p_n;    /* its partners in partners[], sorted by id */
-    size_t *x_off, *x_n;    /* its declined partners in excl[] */
-    size_t *list_off, *list_n, *rec_name;
-    size_t cap_recs, cap_self, cap_depth, cap_poff, cap_pn, cap_xoff, cap_xn, cap_loff, cap_ln, cap_rn;
+    size_t *x_off, *x_n;    /* its exclusions (own exclude_ids, then declined partners) in excl[] */
+    size_t cap_fb, cap_want, cap_off0, cap_depth, cap_self, cap_poff, cap_pn, cap_xoff, cap_xn;
     uint32_t *pending;
     size_t n_pending, cap_pending;
-    dt_query *q;
-    dt_match_result *res;
-    size_t nq, cap_q, cap_res;
     partner *partners;
     size_t n_partners, cap_partners;
     const char **excl;
     size_t n_excl, cap_excl;
     hit *hits;
     size_t cap_hits;
-    float *item_score;
-    size_t *item_name; /* per item: index of its id in names */
-    size_t n_items, cap_items, cap_item_name;
-    strlist names; /* ids of the batch's records and of their items */
-    dt_rerank_item *out;
-    size_t cap_out;
-} worker;
+    dt_match *tmp;
+    size_t cap_tmp;
+    /* flagged achievements of the last tenant seen, valid while its outcome epoch is unchanged */
+    char flag_tenant[DT_TENANT_MAX + 1];
+    uint64_t flag_epoch;
+    dt_outcome_policy flag_policy;
+    size_t n_flagged;
+    bool flag_valid;
+};
 
-static void worker_free(worker *w)
+dt_feedback *dt_feedback_new(dt_engine *e, dt_err *err)
 {
-    dt_searcher_free(w->sr);
-    free(w->recs);
-    free(w->self_flags);
-    free(w->depth);
-    free(w->p_off);
-    free(w->p_n);
-    free(w->x_off);
-    free(w->x_n);
-    free(w->list_off);
-    free(w->list_n);
-    free(w->rec_name);
-    free(w->pending);
-    free(w->q);
-    free(w->res);
-    free(w->partners);
-    free(w->excl);
-    free(w->hits);
-    free(w->item_score);
-    free(w->item_name);
-    strlist_free(&w->names);
-    free(w->out);
+    if (!e) {
+        dt_err_set(err, DT_EINVAL, "engine", "is NULL");
+        return NULL;
+    }
+    dt_feedback *f = calloc(1, sizeof *f);
+    if (!f) {
+        dt_err_set(err, DT_ENOMEM, NULL, "out of memory for a feedback searcher");
+        return NULL;
+    }
+    f->e = e;
+    return f;
+}
+
+void dt_feedback_free(dt_feedback *f)
+{
+    if (!f) return;
+    free(f->recs);
+    free(f->q);
+    free(f->q2);
+    free(f->res);
+    free(f->fb);
+    free(f->want);
+    free(f->off0);
+    free(f->depth);
+    free(f->self_flags);
+    free(f->p_off);
+    free(f->p_n);
+    free(f->x_off);
+    free(f->x_n);
+    free(f->pending);
+    free(f->partners);
+    free(f->excl);
+    free(f->hits);
+    free(f->tmp);
+    free(f);
 }
 
 /* Grows *p (elements of size sz, capacity *cap) to hold n. 0 or -1. */
@@ -447,9 +464,14 @@ static int grow(void *p, size_t *cap, size_t n, size_t sz)
 
 static void collect_partner(void *ud, const char *id, unsigned flags)
 {
-    worker *w = ud;
-    if (grow(&w->partners, &w->cap_partners, w->n_partners + 1, sizeof *w->partners) < 0) return;
-    w->partners[w->n_partners++] = (partner){id, flags};
+    dt_feedback *f = ud;
+    if (grow(&f->partners, &f->cap_partners, f->n_partners + 1, sizeof *f->partners) < 0) return;
+    f->partners[f->n_partners++] = (partner){id, flags};
+}
+
+static void count_flagged(void *ud, const char *id, unsigned flags)
+{
+    (void)ud, (void)id, (void)flags;
 }
 
 static int cmp_partner(const void *a, const void *b)
@@ -457,10 +479,10 @@ static int cmp_partner(const void *a, const void *b)
     return strcmp(((const partner *)a)->id, ((const partner *)b)->id);
 }
 
-static unsigned partner_flags(const worker *w, size_t i, const char *id)
+static unsigned partner_flags(const dt_feedback *f, size_t i, const char *id)
 {
     const partner key = {id, 0};
-    const partner *p = w->p_n[i] ? bsearch(&key, w->partners + w->p_off[i], w->p_n[i], sizeof key, cmp_partner) : NULL;
+    const partner *p = f->p_n[i] ? bsearch(&key, f->partners + f->p_off[i], f->p_n[i], sizeof key, cmp_partner) : NULL;
     return p ? p->flags : 0;
 }
 
@@ -477,71 +499,104 @@ static bool ranks_below(float s, uint32_t slot, float t, uint32_t tslot)
     return s < t || (s == t && slot > tslot);
 }
 
-/* The outcome part of one record's batch preparation: its partners (sorted, for lookups) and its
- * declined partners (excluded from the search, as a Match call's exclude_ids would be). */
-static int prepare_outcomes(worker *w, size_t i, const dt_record *q)
+/* Achievements of the tenant with policy flags: the count, recomputed when the store changed. */
+static size_t flagged_count(dt_feedback *f, const dt_outcome_store *s, const dt_outcome_policy *p, const char *tenant)
 {
-    dt_rerank_job *j = w->j;
-    w->p_off[i] = w->n_partners;
-    w->x_off[i] = w->n_excl;
-    w->p_n[i] = w->x_n[i] = 0;
-    w->self_flags[i] = 0;
-    if (!j->o.outcomes) return 0;
-    size_t np = dt_outcome_partners(j->o.outcomes, j->tenant, q->side, q->id, collect_partner, w);
-    if (w->n_partners - w->p_off[i] != np) return -DT_ENOMEM;
-    w->p_n[i] = np;
-    if (np) qsort(w->partners + w->p_off[i], np, sizeof *w->partners, cmp_partner);
-    size_t engaged = 0;
-    for (size_t m = 0; m < np; m++) {
-        const partner *p = &w->partners[w->p_off[i] + m];
-        if (p->flags & DT_OUTCOME_PAIR_DECLINED) {
-            if (grow(&w->excl, &w->cap_excl, w->n_excl + 1, sizeof *w->excl) < 0) return -DT_ENOMEM;
-            w->excl[w->n_excl++] = p->id;
-        } else if (p->flags & DT_OUTCOME_PAIR_ENGAGED) {
-            engaged++;
-        }
+    uint64_t ep = dt_outcome_epoch(s, tenant);
+    if (!f->flag_valid || ep != f->flag_epoch || strcmp(f->flag_tenant, tenant) != 0 ||
+        memcmp(&f->flag_policy, p, sizeof *p) != 0) {
+        f->n_flagged = dt_outcome_flagged(s, p, tenant, count_flagged, NULL);
+        snprintf(f->flag_tenant, sizeof f->flag_tenant, "%s", tenant);
+        f->flag_epoch = ep;
+        f->flag_policy = *p;
+        f->flag_valid = true;
     }
-    w->x_n[i] = w->n_excl - w->x_off[i];
-    if (q->side == DT_ACHIEVEMENT) w->self_flags[i] = dt_outcome_achievement_flags(j->o.outcomes, &j->o.policy, j->tenant, q->id);
-    w->depth[i] += engaged;
+    return f->n_flagged;
+}
+
+/* Query i's outcome context: its partners (sorted, for lookups), its exclusions (the query's own
+ * plus its declined partners) and the search depth. Decides whether feedback can change anything
+ * for it: with no partners, no flags of its own and (for a demand) no flagged achievement in the
+ * tenant, every delta is 0 and the query is dt_search's. */
+static int prepare_query(dt_feedback *f, size_t i, const dt_outcome_store *s, const dt_outcome_policy *p,
+                         const dt_query *q)
+{
+    dt_query *sq = &f->q[i];
+    *sq = *q;
+    f->fb[i] = 0;
+    f->p_off[i] = f->n_partners;
+    f->x_off[i] = f->n_excl;
+    f->p_n[i] = f->x_n[i] = 0;
+    f->self_flags[i] = 0;
+    if (!s || !q->record_id) return 0;
+    const char *tenant = q->tenant && *q->tenant ? q->tenant : "public";
+    if (!dt_outcome_count(s, tenant)) return 0;
+    const dt_record *self = dt_engine_get(f->e, tenant, q->record_side, q->record_id);
+    if (!self) return 0; /* dt_search reports it */
+    f->recs[i] = self;
+    size_t np = dt_outcome_partners(s, tenant, q->record_side, q->record_id, collect_partner, f);
+    if (f->n_partners - f->p_off[i] != np) return -DT_ENOMEM;
+    f->p_n[i] = np;
+    if (q->record_side == DT_ACHIEVEMENT) f->self_flags[i] = dt_outcome_achievement_flags(s, p, tenant, q->record_id);
+    bool any = np || f->self_flags[i] || (q->record_side == DT_DEMAND && flagged_count(f, s, p, tenant));
+    if (!any) return 0;
+    if (np) qsort(f->partners + f->p_off[i], np, sizeof *f->partners, cmp_partner);
+    size_t engaged = 0;
+    if (grow(&f->excl, &f->cap_excl, f->n_excl + q->n_exclude + np, sizeof *f->excl) < 0) return -DT_ENOMEM;
+    for (size_t m = 0; m < q->n_exclude; m++) f->excl[f->n_excl++] = q->exclude_ids[m];
+    for (size_t m = 0; m < np; m++) {
+        const partner *pp = &f->partners[f->p_off[i] + m];
+        if (pp->flags & DT_OUTCOME_PAIR_DECLINED)
+            f->excl[f->n_excl++] = pp->id;
+        else if (pp->flags & DT_OUTCOME_PAIR_ENGAGED)
+            engaged++;
+    }
+    f->x_n[i] = f->n_excl - f->x_off[i];
+    size_t want = q->offset + q->k;
+    f->fb[i] = 1;
+    f->want[i] = want;
+    f->off0[i] = q->offset;
+    size_t d = want + want / 2 + 8 + engaged;
+    f->depth[i] = d > RR_K_MAX ? (want > RR_K_MAX ? want : RR_K_MAX) : d;
+    sq->k = f->depth[i];
+    sq->offset = 0;
+    sq->n_exclude = f->x_n[i]; /* exclude_ids is set once excl[] stops moving */
     return 0;
 }
 
-/* Scores record i's search result with the outcome deltas into w->hits, sorted. Returns whether
- * the first `want` of them are certainly the exact top of every allowed candidate: either the
- * search returned every candidate, or no candidate it did not return can beat the want-th. A
- * candidate not returned ranks below the last returned one (s_L, slot_L) by its base score, and
- * only an engaged pair's delta is positive, so it stays below (s_L, slot_L) - or below s_L +
- * engaged_boost when an engaged partner was not returned. *nh receives the number of hits. */
-static int merge_one(worker *w, size_t i, const dt_match_result *r, size_t want, size_t *nh, bool *certain)
+/* Scores query i's result r with the outcome deltas into f->hits (sorted) and decides whether its
+ * first want[i] are certainly the exact top of every allowed candidate: either the search returned
+ * every candidate, or no candidate it did not return can beat the want-th. A candidate not
+ * returned ranks below the last returned one (s_L, slot_L) by its base score, and only an engaged
+ * pair's delta is positive, so it stays below (s_L, slot_L) - or below s_L + engaged_boost when an
+ * engaged partner was not returned. *nh receives the number of hits. */
+static int merge_one(dt_feedback *f, size_t i, const dt_outcome_store *s, const dt_outcome_policy *p,
+                     const dt_match_result *r, size_t *nh, bool *certain)
 {
-    dt_rerank_job *j = w->j;
-    const dt_record *q = w->recs[i];
-    if (grow(&w->hits, &w->cap_hits, r->n, sizeof *w->hits) < 0) return -DT_ENOMEM;
+    const dt_query *q = &f->q[i];
+    const dt_record *self = f->recs[i];
+    const char *tenant = self->tenant && *self->tenant ? self->tenant : "public";
+    if (grow(&f->hits, &f->cap_hits, r->n, sizeof *f->hits) < 0) return -DT_ENOMEM;
     size_t n = 0;
-    bool feedback = j->o.outcomes != NULL;
     for (size_t m = 0; m < r->n; m++) {
         const dt_match *x = &r->v[m];
-        float sc = x->score;
-        if (feedback) {
-            unsigned pf = partner_flags(w, i, x->rec->id), af;
-            const dt_record *d, *a;
-            if (q->side == DT_DEMAND) {
-                d = q, a = x->rec;
-                af = dt_outcome_achievement_flags(j->o.outcomes, &j->o.policy, j->tenant, a->id);
-            } else {
-                d = x->rec, a = q;
-                af = w->self_flags[i];
-            }
-            float delta = dt_outcome_delta(&j->o.policy, pf, af, d, a);
-            if (delta == -INFINITY) continue; /* declined but not excluded: never listed */
-            sc += delta;
+        unsigned pf = partner_flags(f, i, x->rec->id), af;
+        const dt_record *d, *a;
+        if (q->record_side == DT_DEMAND) {
+            d = self, a = x->rec;
+            af = dt_outcome_achievement_flags(s, p, tenant, a->id);
+        } else {
+            d = x->rec, a = self;
+            af = f->self_flags[i];
         }
-        w->hits[n++] = (hit){sc, x->score, x->slot};
+        float delta = dt_outcome_delta(p, pf, af, d, a);
+        if (delta == -INFINITY) continue; /* declined but not excluded: never listed */
+        f->hits[n++] = (hit){x->score + delta, delta, x->slot, (uint32_t)m};
     }
-    if (n > 1) qsort(w->hits, n, sizeof *w->hits, cmp_hit);
+    if (n > 1) qsort(f->hits, n, sizeof *f->hits, cmp_hit);
     *nh = n;
-    if (r->n < w->depth[i] || r->n >= r->total_candidates) {
+    size_t want = f->want[i];
+    if (r->n < f->depth[i] || r->n >= r->total_candidates) {
         *certain = true;
         return 0;
     }
@@ -550,25 +605,165 @@ static int merge_one(worker *w, size_t i, const dt_match_result *r, size_t want,
         return 0;
     }
     const dt_match *last = &r->v[r->n - 1];
-    const hit *kth = &w->hits[want - 1];
+    const hit *kth = &f->hits[want - 1];
     bool engaged_unseen = false;
-    for (size_t m = 0; feedback && m < w->p_n[i] && !engaged_unseen; m++) {
-        const partner *p = &w->partners[w->p_off[i] + m];
-        if ((p->flags & (DT_OUTCOME_PAIR_ENGAGED | DT_OUTCOME_PAIR_DECLINED)) != DT_OUTCOME_PAIR_ENGAGED) continue;
+    for (size_t m = 0; m < f->p_n[i] && !engaged_unseen; m++) {
+        const partner *pp = &f->partners[f->p_off[i] + m];
+        if ((pp->flags & (DT_OUTCOME_PAIR_ENGAGED | DT_OUTCOME_PAIR_DECLINED)) != DT_OUTCOME_PAIR_ENGAGED) continue;
         bool seen = false;
-        for (size_t x = 0; x < r->n && !seen; x++) seen = strcmp(r->v[x].rec->id, p->id) == 0;
+        for (size_t x = 0; x < r->n && !seen; x++) seen = strcmp(r->v[x].rec->id, pp->id) == 0;
         engaged_unseen = !seen;
     }
     if (engaged_unseen)
-        *certain = kth->score > last->score + j->o.policy.engaged_boost;
+        *certain = kth->score > last->score + p->engaged_boost;
     else
         *certain = !ranks_below(kth->score, kth->slot, last->score, last->slot);
     return 0;
 }
 
-/* Ranks records [first, first + count) of `side`: prepares, searches (deeper where the outcome
- * feedback needs it) and merges under the shared lock, then emits the lists (or stores a capped
- * demand's candidates). */
+/* Rewrites r as the slice [offset, offset + k) of query i's hits: adjusted scores, with the
+ * outcome delta in each match's feedback part. */
+static int apply_hits(dt_feedback *f, size_t i, dt_match_result *r, size_t nh)
+{
+    size_t lo = f->off0[i], hi = f->want[i] < nh ? f->want[i] : nh;
+    size_t n = hi > lo ? hi - lo : 0;
+    if (grow(&f->tmp, &f->cap_tmp, n, sizeof *f->tmp) < 0) return -DT_ENOMEM;
+    for (size_t m = 0; m < n; m++) {
+        const hit *h = &f->hits[lo + m];
+        f->tmp[m] = r->v[h->at];
+        f->tmp[m].score = h->score;
+        f->tmp[m].feedback = h->delta;
+    }
+    if (n) memcpy(r->v, f->tmp, n * sizeof *f->tmp);
+    r->n = n;
+    return 0;
+}
+
+static void free_results(dt_match_result *res, size_t m)
+{
+    for (size_t i = 0; i < m; i++) {
+        dt_match_result_free(&res[i]);
+        memset(&res[i], 0, sizeof res[i]);
+    }
+}
+
+int dt_feedback_search(dt_feedback *f, dt_searcher *sr, const dt_outcome_store *s, const dt_outcome_policy *p,
+                       const dt_query *q, size_t m, dt_match_result *res, size_t *uncertain, dt_err *err)
+{
+    if (uncertain) *uncertain = 0;
+    if (!s || !m) return dt_search(sr, q, m, res, err);
+    dt_outcome_policy def;
+    if (!p) {
+        dt_outcome_policy_default(&def);
+        p = &def;
+    }
+    if (grow(&f->q, &f->cap_q, m, sizeof *f->q) < 0 || grow(&f->recs, &f->cap_recs, m, sizeof *f->recs) < 0 ||
+        grow(&f->fb, &f->cap_fb, m, sizeof *f->fb) < 0 || grow(&f->want, &f->cap_want, m, sizeof *f->want) < 0 ||
+        grow(&f->off0, &f->cap_off0, m, sizeof *f->off0) < 0 || grow(&f->depth, &f->cap_depth, m, sizeof *f->depth) < 0 ||
+        grow(&f->self_flags, &f->cap_self, m, sizeof *f->self_flags) < 0 ||
+        grow(&f->p_off, &f->cap_poff, m, sizeof *f->p_off) < 0 || grow(&f->p_n, &f->cap_pn, m, sizeof *f->p_n) < 0 ||
+        grow(&f->x_off, &f->cap_xoff, m, sizeof *f->x_off) < 0 || grow(&f->x_n, &f->cap_xn, m, sizeof *f->x_n) < 0 ||
+        grow(&f->pending, &f->cap_pending, m, sizeof *f->pending) < 0)
+        return dt_err_set(err, DT_ENOMEM, NULL, "out of memory preparing %zu searches", m);
+    f->n_partners = f->n_excl = f->n_pending = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (prepare_query(f, i, s, p, &q[i]) < 0)
+            return dt_err_set(err, DT_ENOMEM, NULL, "out of memory reading the outcomes of queries[%zu]", i);
+        if (f->fb[i]) f->pending[f->n_pending++] = (uint32_t)i;
+    }
+    if (!f->n_pending) return dt_search(sr, q, m, res, err);
+    for (size_t k = 0; k < f->n_pending; k++) {
+        size_t i = f->pending[k];
+        f->q[i].exclude_ids = f->x_n[i] ? f->excl + f->x_off[i] : NULL;
+    }
+    int rc = dt_search(sr, f->q, m, res, err);
+    if (rc) return rc;
+    for (;;) {
+        size_t still = 0;
+        for (size_t k = 0; k < f->n_pending && rc == 0; k++) {
+            size_t i = f->pending[k], nh = 0;
+            bool certain = true;
+            rc = merge_one(f, i, s, p, &res[i], &nh, &certain);
+            if (rc) break;
+            if (!certain && f->depth[i] < RR_K_MAX) {
+                f->depth[i] = f->depth[i] * 4 < RR_K_MAX ? f->depth[i] * 4 : RR_K_MAX;
+                f->pending[still++] = (uint32_t)i;
+            } else {
+                if (!certain && uncertain) (*uncertain)++;
+                rc = apply_hits(f, i, &res[i], nh);
+            }
+        }
+        if (rc || !still) break;
+        if (grow(&f->q2, &f->cap_q2, still, sizeof *f->q2) < 0 || grow(&f->res, &f->cap_res, still, sizeof *f->res) < 0) {
+            rc = -DT_ENOMEM;
+            break;
+        }
+        for (size_t k = 0; k < still; k++) {
+            f->q2[k] = f->q[f->pending[k]];
+            f->q2[k].k = f->depth[f->pending[k]];
+        }
+        rc = dt_search(sr, f->q2, still, f->res, err);
+        if (rc) {
+            free_results(res, m);
+            return rc;
+        }
+        for (size_t k = 0; k < still; k++) {
+            dt_match_result_free(&res[f->pending[k]]);
+            res[f->pending[k]] = f->res[k];
+        }
+        f->n_pending = still;
+    }
+    if (rc) {
+        free_results(res, m);
+        return dt_err_set(err, DT_ENOMEM, NULL, "out of memory applying outcome feedback to %zu searches", m);
+    }
+    return 0;
+}
+
+/* ---- one worker ---- */
+
+typedef struct worker {
+    dt_rerank_job *j;
+    dt_searcher *sr;
+    dt_feedback *fb;
+    pthread_t tid;
+    bool started;
+    /* per batch */
+    const dt_record **recs; /* the batch's records (NULL: gone or closed) */
+    uint32_t *qrec;         /* per query: its record in recs */
+    size_t *list_off, *list_n, *rec_name;
+    size_t cap_recs, cap_qrec, cap_loff, cap_ln, cap_rn;
+    dt_query *q;
+    dt_match_result *res;
+    size_t cap_q, cap_res;
+    float *item_score;
+    size_t *item_name; /* per item: index of its id in names */
+    size_t n_items, cap_items, cap_item_name;
+    strlist names; /* ids of the batch's records and of their items */
+    dt_rerank_item *out;
+    size_t cap_out;
+} worker;
+
+static void worker_free(worker *w)
+{
+    dt_searcher_free(w->sr);
+    dt_feedback_free(w->fb);
+    free(w->recs);
+    free(w->qrec);
+    free(w->list_off);
+    free(w->list_n);
+    free(w->rec_name);
+    free(w->q);
+    free(w->res);
+    free(w->item_score);
+    free(w->item_name);
+    strlist_free(&w->names);
+    free(w->out);
+}
+
+/* Ranks records [first, first + count) of `side`: one dt_feedback_search for the batch under the
+ * shared lock (it deepens where the outcome feedback needs it), the lists copied out, then emitted
+ * (or, for demands under a cap, stored as candidates) outside the lock. */
 static int run_batch(worker *w, dt_side side, size_t first, size_t count)
 {
     dt_rerank_job *j = w->j;
@@ -578,86 +773,59 @@ static int run_batch(worker *w, dt_side side, size_t first, size_t count)
     dt_err err = DT_ERR_INIT;
     int rc = 0;
 
-    if (grow(&w->recs, &w->cap_recs, count, sizeof *w->recs) < 0 ||
-        grow(&w->self_flags, &w->cap_self, count, sizeof *w->self_flags) < 0 ||
-        grow(&w->depth, &w->cap_depth, count, sizeof *w->depth) < 0 ||
-        grow(&w->p_off, &w->cap_poff, count, sizeof *w->p_off) < 0 || grow(&w->p_n, &w->cap_pn, count, sizeof *w->p_n) < 0 ||
-        grow(&w->x_off, &w->cap_xoff, count, sizeof *w->x_off) < 0 || grow(&w->x_n, &w->cap_xn, count, sizeof *w->x_n) < 0 ||
+    if (grow(&w->recs, &w->cap_recs, count, sizeof *w->recs) < 0 || grow(&w->qrec, &w->cap_qrec, count, sizeof *w->qrec) < 0 ||
+        grow(&w->q, &w->cap_q, count, sizeof *w->q) < 0 || grow(&w->res, &w->cap_res, count, sizeof *w->res) < 0 ||
         grow(&w->list_off, &w->cap_loff, count, sizeof *w->list_off) < 0 ||
         grow(&w->list_n, &w->cap_ln, count, sizeof *w->list_n) < 0 ||
-        grow(&w->rec_name, &w->cap_rn, count, sizeof *w->rec_name) < 0 ||
-        grow(&w->pending, &w->cap_pending, count, sizeof *w->pending) < 0)
+        grow(&w->rec_name, &w->cap_rn, count, sizeof *w->rec_name) < 0)
         return job_fail(j, -DT_ENOMEM, NULL);
-    w->n_partners = w->n_excl = w->n_items = w->n_pending = 0;
+    w->n_items = 0;
     w->names.n = w->names.len = 0;
 
     job_lock(j, false);
-    dt_index *tidx = dt_engine_index(j->e, j->tenant, target);
-    /* the first search asks for some slack: feedback may drop or demote a few of the top */
-    size_t depth0 = j->o.outcomes ? want + want / 2 + 8 : want;
-    for (size_t i = 0; i < count && rc == 0; i++) {
-        const dt_record *q = dt_engine_get(j->e, j->tenant, side, strlist_get(&j->ids[side], first + i));
-        if (q && q->status != DT_OPEN) q = NULL;
-        w->recs[i] = q;
+    size_t nq = 0;
+    for (size_t i = 0; i < count; i++) {
+        const dt_record *r = dt_engine_get(j->e, j->tenant, side, strlist_get(&j->ids[side], first + i));
+        if (r && r->status != DT_OPEN) r = NULL;
+        w->recs[i] = r;
         w->list_n[i] = 0;
-        if (!q) continue;
-        w->depth[i] = depth0;
-        rc = prepare_outcomes(w, i, q);
-        if (w->depth[i] > RR_K_MAX) w->depth[i] = RR_K_MAX;
-        w->pending[w->n_pending++] = (uint32_t)i;
+        if (!r) continue;
+        dt_query *q = &w->q[nq];
+        dt_query_init(q);
+        q->tenant = j->tenant;
+        q->target = target;
+        q->record_id = r->id;
+        q->record_side = side;
+        q->k = want;
+        q->weights = j->o.weights;
+        w->qrec[nq++] = (uint32_t)i;
     }
-    while (rc == 0 && w->n_pending) {
-        size_t np = w->n_pending;
-        if (grow(&w->q, &w->cap_q, np, sizeof *w->q) < 0 || grow(&w->res, &w->cap_res, np, sizeof *w->res) < 0) {
-            rc = -DT_ENOMEM;
-            break;
-        }
-        for (size_t p = 0; p < np; p++) {
-            size_t i = w->pending[p];
-            dt_query *q = &w->q[p];
-            dt_query_init(q);
-            q->tenant = j->tenant;
-            q->target = target;
-            q->record_id = w->recs[i]->id;
-            q->record_side = side;
-            q->k = w->depth[i];
-            q->weights = j->o.weights;
-            q->exclude_ids = w->x_n[i] ? w->excl + w->x_off[i] : NULL;
-            q->n_exclude = w->x_n[i];
-        }
-        rc = dt_search(w->sr, w->q, np, w->res, &err);
-        if (rc) {
-            job_unlock(j, false);
-            return job_fail(j, rc, &err);
-        }
-        size_t still = 0;
-        for (size_t p = 0; p < np; p++) {
-            size_t i = w->pending[p], nh = 0;
-            bool certain = true;
-            if (rc == 0) rc = merge_one(w, i, &w->res[p], want, &nh, &certain);
-            if (rc == 0 && !certain && w->depth[i] < RR_K_MAX) {
-                w->depth[i] = w->depth[i] * 4 < RR_K_MAX ? w->depth[i] * 4 : RR_K_MAX;
-                w->pending[still++] = (uint32_t)i;
-            } else if (rc == 0) {
-                if (!certain) atomic_fetch_add(&j->uncertain, 1);
-                size_t n = nh < want ? nh : want;
-                w->list_off[i] = w->n_items;
-                w->rec_name[i] = w->names.n;
-                if (grow(&w->item_score, &w->cap_items, w->n_items + n, sizeof *w->item_score) < 0 ||
-                    grow(&w->item_name, &w->cap_item_name, w->n_items + n, sizeof *w->item_name) < 0 ||
-                    strlist_add(&w->names, w->recs[i]->id) < 0)
-                    rc = -DT_ENOMEM;
-                for (size_t m = 0; m < n && rc == 0; m++) {
-                    w->item_score[w->n_items + m] = w->hits[m].score;
-                    w->item_name[w->n_items + m] = w->names.n;
-                    if (strlist_add(&w->names, dt_index_record(tidx, w->hits[m].slot)->id) < 0) rc = -DT_ENOMEM;
-                }
-                w->list_n[i] = n;
-                w->n_items += n;
+    size_t unsure = 0;
+    if (nq) rc = dt_feedback_search(w->fb, w->sr, j->o.outcomes, &j->o.policy, w->q, nq, w->res, &unsure, &err);
+    if (rc) {
+        job_unlock(j, false);
+        return job_fail(j, rc, &err);
+    }
+    if (unsure) atomic_fetch_add(&j->uncertain, unsure);
+    for (size_t p = 0; p < nq; p++) {
+        size_t i = w->qrec[p];
+        const dt_match_result *r = &w->res[p];
+        if (rc == 0) {
+            w->list_off[i] = w->n_items;
+            w->rec_name[i] = w->names.n;
+            if (grow(&w->item_score, &w->cap_items, w->n_items + r->n, sizeof *w->item_score) < 0 ||
+                grow(&w->item_name, &w->cap_item_name, w->n_items + r->n, sizeof *w->item_name) < 0 ||
+                strlist_add(&w->names, w->recs[i]->id) < 0)
+                rc = -DT_ENOMEM;
+            for (size_t m = 0; m < r->n && rc == 0; m++) {
+                w->item_score[w->n_items + m] = r->v[m].score;
+                w->item_name[w->n_items + m] = w->names.n;
+                if (strlist_add(&w->names, r->v[m].rec->id) < 0) rc = -DT_ENOMEM;
             }
-            dt_match_result_free(&w->res[p]);
+            w->list_n[i] = r->n;
+            w->n_items += r->n;
         }
-        w->n_pending = still;
+        dt_match_result_free(&w->res[p]);
     }
     job_unlock(j, false);
     if (rc) return job_fail(j, rc, NULL);
@@ -859,7 +1027,12 @@ int dt_rerank_run(dt_rerank_job *j, dt_err *err)
     for (; ready < nw; ready++) {
         ws[ready].j = j;
         dt_err e2 = DT_ERR_INIT;
-        if (!(ws[ready].sr = dt_searcher_new(j->e, &e2))) {
+        ws[ready].sr = dt_searcher_new(j->e, &e2);
+        if (ws[ready].sr && !(ws[ready].fb = dt_feedback_new(j->e, &e2))) {
+            dt_searcher_free(ws[ready].sr);
+            ws[ready].sr = NULL;
+        }
+        if (!ws[ready].sr) {
             if (ready == 0) {
                 free(ws);
                 if (err) *err = e2;

@@ -150,6 +150,28 @@ void dt_rerank_cancel(dt_rerank_job *j);
 /* A consistent-enough snapshot of the counters (each read atomically). Thread-safe. */
 void dt_rerank_get_progress(const dt_rerank_job *j, dt_rerank_progress *p);
 
+/* ---- one search with outcome feedback: what a live Match call by a record returns ---- */
+
+/* Per-thread scratch of dt_feedback_search (like a dt_searcher, one per thread). Borrows e. */
+typedef struct dt_feedback dt_feedback;
+dt_feedback *dt_feedback_new(dt_engine *e, dt_err *err);
+void dt_feedback_free(dt_feedback *f); /* NULL is fine */
+
+/* dt_search(sr, q, m, res, err) with the outcome feedback of store s under policy p (NULL = the
+ * default policy) applied to every query by a stored record: its declined partners are excluded
+ * (in addition to the query's exclude_ids), each candidate's score gets the pair's
+ * dt_outcome_delta (kept in dt_match.feedback, included in dt_match.score), the candidates are
+ * ordered by adjusted score (ties by slot) and res[i] is the slice [offset, offset + k) of that
+ * order. This is the procedure the job above uses for every list, so a Match call with the job's k
+ * returns the job's list for the record (up to the GEMM rounding topk.h documents). The search
+ * asks for a little more than offset + k and deepens (x4, up to 10000 candidates) until nothing
+ * further down can reach the slice; *uncertain (may be NULL) receives how many queries 10000 did
+ * not settle. Queries by free text, queries whose record has no outcomes and nothing flagged
+ * around it, and every query when s is NULL, are exactly dt_search's. Reads e and s: hold both
+ * read locks for the call. Errors as dt_search (res[] is then empty), or -DT_ENOMEM. */
+int dt_feedback_search(dt_feedback *f, dt_searcher *sr, const dt_outcome_store *s, const dt_outcome_policy *p,
+                       const dt_query *q, size_t m, dt_match_result *res, size_t *uncertain, dt_err *err);
+
 /* ---- the exposure-cap assignment on its own ---- */
 
 typedef struct dt_rerank_edge {

@@ -574,6 +574,121 @@ static void test_outcomes_exact(void **state)
     dt_engine_free(e);
 }
 
+/* dt_feedback_search, the live Match path: every record's [offset, offset + k) equals the slice of
+ * the reference ranking, the feedback part is the pair's delta, declined pairs never appear, and
+ * text queries (no record, no pairs) are dt_search's own answers. */
+static void feedback_search_on(dt_engine *e)
+{
+    dt_outcome_store *s = random_outcomes(e, 1200, 0.5);
+    dt_outcome_policy p;
+    dt_outcome_policy_default(&p);
+    p.price_penalty = 0.07f;
+    p.stage_penalty = 0.04f;
+    dt_err err = DT_ERR_INIT;
+    dt_searcher *sr = dt_searcher_new(e, &err), *sr2 = dt_searcher_new(e, &err);
+    dt_feedback *f = dt_feedback_new(e, &err);
+    assert_non_null(sr);
+    assert_non_null(sr2);
+    assert_non_null(f);
+    static const size_t ks[][2] = {{5, 0}, {3, 4}, {10, 0}, {2, 9}};
+    size_t checked = 0, moved = 0, exact = 0, total = 0;
+    for (int side = 0; side < 2; side++) {
+        dt_index *idx = dt_engine_index(e, "t", (dt_side)side);
+        dt_side target = side == DT_DEMAND ? DT_ACHIEVEMENT : DT_DEMAND;
+        /* a batch of every open record of the side, as a worker pool would hand it over */
+        size_t n = 0, cap = dt_index_slots(idx);
+        dt_query *qs = calloc(cap, sizeof *qs);
+        dt_match_result *res = calloc(cap, sizeof *res);
+        assert_non_null(qs);
+        assert_non_null(res);
+        for (size_t v = 0; v < sizeof ks / sizeof *ks; v++) {
+            n = 0;
+            for (uint32_t slot = 0; slot < dt_index_slots(idx); slot++) {
+                if (!dt_index_live(idx, slot) || dt_index_record(idx, slot)->status != DT_OPEN) continue;
+                dt_query *q = &qs[n++];
+                dt_query_init(q);
+                q->tenant = "t";
+                q->target = target;
+                q->record_id = dt_index_record(idx, slot)->id;
+                q->record_side = (dt_side)side;
+                q->k = ks[v][0];
+                q->offset = ks[v][1];
+                q->explain = v == 0;
+            }
+            size_t unsure = 99;
+            if (dt_feedback_search(f, sr, s, &p, qs, n, res, &unsure, &err)) fail_msg("feedback search: %s", err.msg);
+            assert_int_equal(unsure, 0);
+            for (size_t i = 0; i < n; i++) {
+                size_t k = ks[v][0], off = ks[v][1];
+                reference(sr2, e, s, &p, (dt_side)side, qs[i].record_id, k + off, NULL);
+                size_t want = R.n > off ? R.n - off : 0;
+                if (res[i].n != want) fail_msg("%s: %zu matches, reference %zu", qs[i].record_id, res[i].n, want);
+                for (size_t m = 0; m < res[i].n; m++) {
+                    const dt_match *x = &res[i].v[m];
+                    total++;
+                    if (fabsf(x->score - R.score[off + m]) > SCORE_EPS)
+                        fail_msg("%s [%zu]: score %.7f, reference %.7f", qs[i].record_id, m, x->score, R.score[off + m]);
+                    exact += x->rec == R.rec[off + m];
+                    const dt_record *self = dt_engine_get(e, "t", (dt_side)side, qs[i].record_id);
+                    const dt_record *d = side == DT_DEMAND ? self : x->rec, *a = side == DT_DEMAND ? x->rec : self;
+                    assert_false(dt_outcome_declined(s, "t", d->id, a->id));
+                    float delta = dt_outcome_adjust(s, &p, d, a);
+                    assert_true(fabsf(x->feedback - delta) < 1e-6f);
+                    assert_true(fabsf(x->score - (x->dense + x->lexical + x->structured + x->feedback)) < 1e-4f);
+                    moved += delta != 0;
+                }
+                checked++;
+                dt_match_result_free(&res[i]);
+            }
+        }
+        free(qs);
+        free(res);
+    }
+    assert_true(checked > 100);
+    assert_true(moved > 0);
+    assert_true(exact * 100 >= total * 95);
+
+    /* free text: nothing to feed back, so exactly dt_search */
+    dt_query q;
+    dt_query_init(&q);
+    q.tenant = "t";
+    q.target = DT_ACHIEVEMENT;
+    q.text = "lithium battery separator coating";
+    q.k = 8;
+    dt_match_result a, b;
+    assert_int_equal(dt_feedback_search(f, sr, s, &p, &q, 1, &a, NULL, &err), 0);
+    assert_int_equal(dt_search(sr2, &q, 1, &b, &err), 0);
+    assert_int_equal(a.n, b.n);
+    for (size_t m = 0; m < a.n; m++) {
+        assert_ptr_equal(a.v[m].rec, b.v[m].rec);
+        assert_true(a.v[m].feedback == 0);
+    }
+    dt_match_result_free(&a);
+    dt_match_result_free(&b);
+    /* an unknown record fails as dt_search does, naming it */
+    q.text = NULL;
+    q.record_id = "no-such-record";
+    q.record_side = DT_DEMAND;
+    err = (dt_err)DT_ERR_INIT;
+    assert_true(dt_feedback_search(f, sr, s, &p, &q, 1, &a, NULL, &err) < 0);
+    assert_int_equal(err.code, DT_ENOTFOUND);
+    dt_feedback_free(f);
+    dt_searcher_free(sr);
+    dt_searcher_free(sr2);
+    dt_outcome_store_free(s);
+}
+
+static void test_feedback_search(void **state)
+{
+    (void)state;
+    dt_engine *e = emb_corpus(160, 150, 16, 1);
+    feedback_search_on(e);
+    dt_engine_free(e);
+    e = lsa_corpus(120, 130);
+    feedback_search_on(e);
+    dt_engine_free(e);
+}
+
 /* Feedback that reaches deep: the demand's whole top is demoted, and an engaged partner far down
  * is boosted to the top, so the first search is not deep enough and the job searches again. */
 static void test_deep_feedback(void **state)
@@ -1214,6 +1329,7 @@ int main(void)
         cmocka_unit_test(test_lsa_lists_equal_search),
         cmocka_unit_test(test_embedding_lists_equal_search),
         cmocka_unit_test(test_outcomes_exact),
+        cmocka_unit_test(test_feedback_search),
         cmocka_unit_test(test_deep_feedback),
         cmocka_unit_test(test_declined_never_reappear),
         cmocka_unit_test(test_cap_solver_vs_oracle),
