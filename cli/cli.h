@@ -7,6 +7,7 @@
 
 #include "engine.h"
 #include "load.h"
+#include "outcome.h"
 
 /* Loads one file into the engine; prints each rejected row as "FILE:LINE: FIELD: MESSAGE" on
  * stderr (at most `show` of them) and a one-line summary unless quiet. Returns 0, or -code when the
@@ -24,6 +25,13 @@ int cli_load_all(dt_engine *e, const char *clusters_file, const char *const *ach
 /* Parses "0.3,0.6,0.1" into weights. 0 or -1 (message printed). */
 int cli_parse_weights(const char *s, dt_weights *w);
 
+/* Reads a JSON Lines file of outcome events (keys demand_id, achievement_id, kind, reason, amount,
+ * at, tenant; docs/rerank.md) into s, as tenant when a line names none (NULL: public). With e, each
+ * event's ids must also name records stored in e (a demand, an achievement). Reports each bad line
+ * as FILE:LINE: FIELD: MESSAGE on stderr (at most 20) and returns the number of bad lines (their
+ * events are not added), or -1 when the file cannot be read. *added grows by the events added. */
+long cli_load_outcomes(dt_outcome_store *s, const dt_engine *e, const char *path, const char *tenant, size_t *added);
+
 /* Whether progress lines may be drawn (stderr is a terminal). */
 bool cli_tty(void);
 
@@ -31,5 +39,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_pair(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_rerank(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 
 #endif

@@ -1,8 +1,10 @@
-/* import.c - `dovetail import`: loads record files into a daemon's data directory, offline.
+/* import.c - `dovetail import`: loads record files and outcome events into a daemon's data
+ * directory, offline.
  *
  * Opens the directory as dovetaild does (newest valid snapshot + journal), upserts the files'
- * records, re-learns the bases that are due, and writes a snapshot, so the next dovetaild started
- * on the directory serves them. The directory lock refuses a directory a running daemon holds.
+ * records, adds the outcome events (whose ids must name stored records, as RecordOutcome requires),
+ * re-learns the bases that are due, and writes a snapshot, so the next dovetaild started on the
+ * directory serves them. The directory lock refuses a directory a running daemon holds.
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -16,30 +18,37 @@
 
 static void import_usage(FILE *f)
 {
-    fprintf(f, "usage: dovetail import --data-dir DIR [-a FILE] [-d FILE] [FILE...] [--tenant T] [--strict]\n"
+    fprintf(f, "usage: dovetail import --data-dir DIR [-a FILE] [-d FILE] [FILE...] [--outcomes FILE] [--tenant T]\n"
+               "                       [--strict]\n"
                "\n"
-               "Adds the records of CSV / JSON Lines files to the durable state in DIR (the directory\n"
-               "dovetaild --data-dir uses), offline: stop the daemon first. Existing records with the same\n"
-               "(tenant, side, id) are replaced. Bad rows are reported as FILE:LINE: FIELD: REASON.\n"
+               "Adds the records of CSV / JSON Lines files, and outcome events, to the durable state in DIR\n"
+               "(the directory dovetaild --data-dir uses), offline: stop the daemon first. Existing records\n"
+               "with the same (tenant, side, id) are replaced. Bad rows and lines are reported as\n"
+               "FILE:LINE: FIELD: REASON.\n"
                "  -a, --achievements FILE   rows without a 'side' are achievements (repeatable)\n"
                "  -d, --demands FILE        rows without a 'side' are demands (repeatable)\n"
                "  FILE                      rows give their 'side'\n"
-               "  --tenant T                tenant of rows that do not name one (default public)\n"
+               "  --outcomes FILE           outcome events, JSON Lines as `dovetail rerank` reads them\n"
+               "                            ({\"demand_id\", \"achievement_id\", \"kind\", \"reason\", \"amount\",\n"
+               "                            \"at\", \"tenant\"}); their ids must name records stored in DIR or\n"
+               "                            imported now. Any bad line stores nothing at all. Repeatable.\n"
+               "  --tenant T                tenant of rows and events that do not name one (default public)\n"
                "  --strict                  refuse a file on its first bad row (nothing of it is stored)\n"
                "  --dim N                   LSA dimension for tenants learned now (default 256)\n");
 }
 
 int cmd_import(int argc, char **argv)
 {
-    enum { O_DIR = 256, O_TENANT, O_STRICT, O_DIM };
+    enum { O_DIR = 256, O_TENANT, O_STRICT, O_DIM, O_OUTCOMES };
     static const struct option opts[] = {
         {"data-dir", required_argument, 0, O_DIR},    {"achievements", required_argument, 0, 'a'},
         {"demands", required_argument, 0, 'd'},       {"tenant", required_argument, 0, O_TENANT},
         {"strict", no_argument, 0, O_STRICT},         {"dim", required_argument, 0, O_DIM},
+        {"outcomes", required_argument, 0, O_OUTCOMES},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
-    const char *dir = NULL, *tenant = NULL, *files[64];
+    const char *dir = NULL, *tenant = NULL, *files[64], *outcomes[64];
     int sides[64];
-    size_t nf = 0;
+    size_t nf = 0, no = 0;
     bool strict = false;
     dt_engine_opts eo = dt_engine_opts_default();
     int c;
@@ -55,6 +64,13 @@ int cmd_import(int argc, char **argv)
             sides[nf] = c == 'a' ? DT_ACHIEVEMENT : DT_DEMAND;
             files[nf++] = optarg;
             break;
+        case O_OUTCOMES:
+            if (no == 64) {
+                fprintf(stderr, "dovetail import: at most 64 outcome files\n");
+                return 2;
+            }
+            outcomes[no++] = optarg;
+            break;
         case O_TENANT: tenant = optarg; break;
         case O_STRICT: strict = true; break;
         case O_DIM: eo.dim = (size_t)strtoul(optarg, NULL, 10); break;
@@ -63,7 +79,7 @@ int cmd_import(int argc, char **argv)
         }
     }
     for (int i = optind; i < argc && nf < 64; i++) sides[nf] = -1, files[nf++] = argv[i];
-    if (!dir || nf == 0) {
+    if (!dir || nf + no == 0) {
         import_usage(stderr);
         return 2;
     }
@@ -73,14 +89,16 @@ int cmd_import(int argc, char **argv)
     }
     dt_err err = DT_ERR_INIT;
     dt_engine *e = dt_engine_new(&eo, &err);
-    if (!e) {
+    dt_outcome_store *os = e ? dt_outcome_store_new(&err) : NULL;
+    if (!os) {
         fprintf(stderr, "dovetail import: %s\n", err.msg);
+        dt_engine_free(e);
         return 3;
     }
     pthread_rwlock_t lock;
     pthread_rwlock_init(&lock, NULL);
-    dt_durable_opts o = {dir, DT_FSYNC_ALWAYS, (size_t)1 << 62, false};
-    dt_durable *d = dt_durable_open(e, &lock, &o, &err);
+    dt_durable_opts o = {dir, DT_FSYNC_ALWAYS, (size_t)1 << 62, false, NULL, NULL};
+    dt_durable *d = dt_durable_open(e, os, &lock, &o, &err);
     int status = 0;
     if (!d) {
         fprintf(stderr, "dovetail import: --data-dir %s: %s%s%s\n", dir, err.field, err.field[0] ? ": " : "", err.msg);
@@ -92,6 +110,14 @@ int cmd_import(int argc, char **argv)
         if (dt_ingest_file(e, files[i], sides[i], tenant, strict, stderr, 20, &loaded, NULL) < 0) status = 1;
         total += loaded;
     }
+    size_t events = 0;
+    for (size_t i = 0; status == 0 && i < no; i++) {
+        long bad = cli_load_outcomes(os, e, outcomes[i], tenant, &events);
+        if (bad != 0) {
+            if (bad > 0) fprintf(stderr, "%s: fix the bad lines above; nothing was imported\n", outcomes[i]);
+            status = 1;
+        }
+    }
     size_t nt;
     const char *const *names = dt_engine_tenants(e, &nt);
     for (size_t i = 0; status == 0 && i < nt; i++)
@@ -101,9 +127,11 @@ int cmd_import(int argc, char **argv)
         }
     /* nothing reaches the directory unless every file loaded: the snapshot is the only write */
     if (status == 0 && dt_durable_snapshot(d, &err) < 0) status = 3;
-    if (status == 0) fprintf(stderr, "dovetail import: %zu records added to %s\n", total, dir);
+    if (status == 0)
+        fprintf(stderr, "dovetail import: %zu records and %zu outcome events added to %s\n", total, events, dir);
     dt_durable_close(d, false);
     pthread_rwlock_destroy(&lock);
+    dt_outcome_store_free(os);
     dt_engine_free(e);
     return status;
 }

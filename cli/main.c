@@ -1,7 +1,7 @@
 /* main.c - `dovetail`, the command-line tool over the matching library.
  *
  * Subcommands: validate (check record files), match (rank records loaded from files), eval
- * (relevance on a BEIR-format data set). Each has --help. Exit status: 0 success, 1 bad input
+ * (relevance on a BEIR-format data set), pair, import, rerank, stats. Each has --help. Exit status: 0 success, 1 bad input
  * (bad rows, unknown record), 2 usage errors, 3 internal errors.
  */
 #include <errno.h>
@@ -489,9 +489,10 @@ static void usage(FILE *f)
                "  validate FILE...   check CSV / JSON Lines record files, reporting every bad row\n"
                "  match ...          rank achievements for a demand, demands for an achievement, or a text\n"
                "  eval DIR           relevance (nDCG@10, recall@100, MRR@10) on a BEIR-format data set\n"
-               "  import ...         add record files to a daemon's --data-dir (offline)\n"
+               "  import ...         add record files and outcome events to a daemon's --data-dir (offline)\n"
                "  pair ...           plan a Deep Dive event: who meets whom, in which slot, at which table\n"
-               "  rerank ...         re-rank every open record of a tenant into a file and/or Redis\n");
+               "  rerank ...         re-rank every open record of a tenant into a file and/or Redis\n"
+               "  stats ...          tracking statistics (served, outcomes, conversion) from files or a --data-dir\n");
 }
 
 int main(int argc, char **argv)
@@ -512,6 +513,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "pair")) return cmd_pair(argc - 1, argv + 1);
     if (!strcmp(cmd, "import")) return cmd_import(argc - 1, argv + 1);
     if (!strcmp(cmd, "rerank")) return cmd_rerank(argc - 1, argv + 1);
+    if (!strcmp(cmd, "stats")) return cmd_stats(argc - 1, argv + 1);
     fprintf(stderr, "dovetail: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -1,4 +1,5 @@
-/* codec.c - binary encoding of records and the checked writer/reader under it (codec.h).
+/* codec.c - binary encoding of records and outcome events, and the checked writer/reader under
+ * them (codec.h).
  *
  * Integers are written byte by byte in little-endian order, so the format does not depend on the
  * host. The reader never trusts a length: it compares it with the bytes left (and with the caller's
@@ -579,4 +580,82 @@ int dt_codec_decode_record(const uint8_t *p, size_t len, dt_record *out, dt_err 
     rc = dt_codec_reader_end(&rd, "record", err);
     if (rc) dt_record_free(out);
     return rc;
+}
+
+/* ---- outcome events ---- */
+
+static int check_outcome_id(const char *id, const char *field, dt_err *err)
+{
+    int rc = check_str(id, DT_ID_MAX, true, field, err);
+    if (rc) return rc;
+    if (!id[0]) return dt_err_set(err, DT_EINVAL, field, "is empty");
+    return 0;
+}
+
+int dt_codec_put_outcome(dt_codec_buf *b, const dt_outcome_event *ev, dt_err *err)
+{
+    int rc = check_outcome_id(ev->demand_id, "demand_id", err);
+    if (!rc) rc = check_outcome_id(ev->achievement_id, "achievement_id", err);
+    if (rc) return rc;
+    if ((unsigned)ev->kind >= DT_OUTCOME_KIND_COUNT)
+        return dt_err_set(err, DT_EINVAL, "kind", "unknown outcome kind %d", (int)ev->kind);
+    if ((unsigned)ev->reason >= DT_OUTCOME_REASON_COUNT)
+        return dt_err_set(err, DT_EINVAL, "reason", "unknown decline reason %d", (int)ev->reason);
+    if (b->failed) return dt_codec_buf_check(b, err);
+    size_t start = b->len;
+    dt_codec_put_u8(b, DT_CODEC_OUTCOME_VERSION);
+    dt_codec_put_u8(b, (uint8_t)ev->kind);
+    dt_codec_put_u8(b, (uint8_t)ev->reason);
+    dt_codec_put_str(b, ev->demand_id);
+    dt_codec_put_str(b, ev->achievement_id);
+    dt_codec_put_f64(b, ev->amount);
+    dt_codec_put_i64(b, ev->at);
+    rc = dt_codec_buf_check(b, err);
+    if (rc && b->len > start) b->len = start;
+    return rc;
+}
+
+static int get_outcome_id(dt_codec_reader *rd, const char **out, const char *field, dt_err *err)
+{
+    size_t at = rd->pos;
+    char *s = NULL;
+    int rc = dt_codec_get_str(rd, &s, DT_ID_MAX, field, err);
+    if (rc) return rc;
+    *out = s;
+    if (!s || !s[0])
+        return fail(rd, DT_ECORRUPT, err, field, "missing or empty id at offset %zu", at);
+    return 0;
+}
+
+int dt_codec_get_outcome(dt_codec_reader *rd, dt_outcome_event *out, dt_err *err)
+{
+    dt_outcome_event_init(out);
+    uint8_t version, kind, reason;
+    size_t at = rd->pos;
+    int rc = dt_codec_get_u8(rd, &version, "outcome", err);
+    if (!rc && version != DT_CODEC_OUTCOME_VERSION)
+        rc = fail(rd, DT_ECORRUPT, err, "outcome",
+                  "unsupported outcome encoding version %u at offset %zu (this build reads %d)",
+                  version, at, DT_CODEC_OUTCOME_VERSION);
+    if (!rc) rc = get_enum(rd, &kind, DT_OUTCOME_KIND_COUNT - 1, "kind", err);
+    if (!rc) rc = get_enum(rd, &reason, DT_OUTCOME_REASON_COUNT - 1, "reason", err);
+    if (!rc) rc = get_outcome_id(rd, &out->demand_id, "demand_id", err);
+    if (!rc) rc = get_outcome_id(rd, &out->achievement_id, "achievement_id", err);
+    if (!rc) rc = dt_codec_get_f64(rd, &out->amount, "amount", err);
+    if (!rc) rc = dt_codec_get_i64(rd, &out->at, "at", err);
+    if (rc) {
+        dt_codec_outcome_fini(out);
+        return rc;
+    }
+    out->kind = (dt_outcome_kind)kind;
+    out->reason = (dt_outcome_reason)reason;
+    return 0;
+}
+
+void dt_codec_outcome_fini(dt_outcome_event *ev)
+{
+    free((void *)ev->demand_id);
+    free((void *)ev->achievement_id);
+    ev->demand_id = NULL;
+    ev->achievement_id = NULL;
 }

@@ -1,5 +1,5 @@
-/* codec.h - the binary encoding of a dt_record, and a small checked writer/reader for other
- * payloads.
+/* codec.h - the binary encoding of a dt_record and of an outcome event, and a small checked
+ * writer/reader for other payloads.
  *
  * What the journal and the snapshot store. Little-endian, fixed-width integers, every variable
  * field length-prefixed; the format is specified in docs/durability.md ("Record encoding").
@@ -23,10 +23,14 @@
 #include <stdint.h>
 
 #include "dt.h"
+#include "outcome.h"
 #include "record.h"
 
 /* Version byte that starts every encoded record. */
 #define DT_CODEC_RECORD_VERSION 1
+
+/* Version byte that starts every encoded outcome event. */
+#define DT_CODEC_OUTCOME_VERSION 1
 
 /* Length prefix of an absent string (NULL); a present string, even "", stores its byte length. */
 #define DT_CODEC_ABSENT UINT32_MAX
@@ -130,5 +134,22 @@ int dt_codec_encode_record(const dt_record *r, uint8_t **buf, size_t *len, dt_er
 /* Decodes exactly one record filling p[0..len): trailing bytes are -DT_ECORRUPT. Ownership and
  * errors as dt_codec_get_record. Thread-safe. */
 int dt_codec_decode_record(const uint8_t *p, size_t len, dt_record *out, dt_err *err);
+
+/* Appends the encoding of ev without its tenant (the payload around it names the tenant): version
+ * u8, kind u8, reason u8, demand_id str, achievement_id str, amount f64 (NAN = none), at i64.
+ * Refuses, appending nothing and leaving b as it was, what the decoder would refuse: -DT_EINVAL for
+ * a missing or empty id, a kind or reason out of range; -DT_ELIMIT for an id over DT_ID_MAX. The
+ * rules between fields (a reason only on a decline, an amount only on a deal, at >= 0) are
+ * dt_outcome_event_validate's: the codec stores what it is given. */
+int dt_codec_put_outcome(dt_codec_buf *b, const dt_outcome_event *ev, dt_err *err);
+
+/* Reads one event written by dt_codec_put_outcome into *out (overwritten; out->tenant is NULL). On
+ * 0 the ids are malloc'd copies owned by the caller: release them with dt_codec_outcome_fini. On
+ * error *out owns nothing. Errors: -DT_ECORRUPT (structure, limits, unknown version, kind or
+ * reason out of range), -DT_ENOMEM. */
+int dt_codec_get_outcome(dt_codec_reader *rd, dt_outcome_event *out, dt_err *err);
+
+/* Frees the ids of an event filled by dt_codec_get_outcome and sets them to NULL. */
+void dt_codec_outcome_fini(dt_outcome_event *ev);
 
 #endif

@@ -687,6 +687,38 @@ float dt_outcome_adjust(const dt_outcome_store *s, const dt_outcome_policy *p, c
                             dt_outcome_achievement_flags(s, p, tenant, achievement->id), demand, achievement);
 }
 
+int dt_outcome_each_served(const dt_outcome_store *s, const char *tenant,
+                           int (*fn)(void *ud, dt_side side, const char *id, uint64_t served), void *ud)
+{
+    const otenant *t = find_tenant(s, tenant);
+    for (int side = 0; t && side < 2; side++)
+        for (size_t i = 0; i < t->n_recs[side]; i++) {
+            const orec *r = &t->recs[side][i];
+            if (!r->served) continue;
+            int rc = fn(ud, (dt_side)side, r->id, r->served);
+            if (rc) return rc;
+        }
+    return 0;
+}
+
+int dt_outcome_event_check_stored(const dt_engine *e, const dt_outcome_event *ev, dt_err *err)
+{
+    const char *tenant = tenant_name(ev->tenant);
+    const char *ids[2] = {ev->demand_id, ev->achievement_id};
+    static const char *const fields[2] = {"demand_id", "achievement_id"};
+    for (int side = 0; side < 2; side++) {
+        if (!ids[side] || !*ids[side])
+            return dt_err_set(err, DT_EINVAL, fields[side], "missing: give the record's id");
+        if (dt_engine_get(e, tenant, (dt_side)side, ids[side])) continue;
+        const char *hint = !dt_engine_get(e, tenant, (dt_side)!side, ids[side]) ? ""
+                           : side == DT_DEMAND                                   ? " (that id names an achievement)"
+                                                                                 : " (that id names a demand)";
+        return dt_err_set(err, DT_ENOTFOUND, fields[side], "no %s with id '%.128s' in tenant '%s'%s",
+                          dt_side_name((dt_side)side), ids[side], tenant, hint);
+    }
+    return 0;
+}
+
 /* ---- tracking statistics ---- */
 
 void dt_outcome_stats_opts_default(dt_outcome_stats_opts *o)

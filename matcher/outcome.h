@@ -25,8 +25,9 @@
  * achievement's list.
  *
  * Not here: persistence (the daemon journals events and snapshots the store through
- * dt_outcome_each), checking that the ids name stored records (the caller does, if it wants to),
- * applying the delta to a ranking (rerank.h does, exactly).
+ * dt_outcome_each and dt_outcome_each_served), applying the delta to a ranking (rerank.h does,
+ * exactly). The store itself accepts events on any ids; dt_outcome_event_check_stored is the check
+ * a caller that wants ids to name stored records applies first.
  * Thread-safety: writers (dt_outcome_add, dt_outcome_note_served) need exclusive access; any
  * number of readers may run concurrently between writes. No global state.
  */
@@ -118,6 +119,19 @@ const char *const *dt_outcome_tenants(const dt_outcome_store *s, size_t *n);
  * during the call. A non-zero return of fn stops the walk and is returned. */
 int dt_outcome_each(const dt_outcome_store *s, const char *tenant,
                     int (*fn)(void *ud, const dt_outcome_event *ev), void *ud);
+
+/* Calls fn(ud, side, id, served) for every record of a tenant whose "matches served" counter is not
+ * zero: demands first, then achievements, each in the order the store first saw them (a snapshot
+ * that feeds them to dt_outcome_note_served restores the counters). Strings are the store's, valid
+ * during the call. A non-zero return of fn stops the walk and is returned. */
+int dt_outcome_each_served(const dt_outcome_store *s, const char *tenant,
+                           int (*fn)(void *ud, dt_side side, const char *id, uint64_t served), void *ud);
+
+/* Whether ev's ids name records stored in e under ev's tenant: demand_id a demand, achievement_id
+ * an achievement (closed records count). 0, or -DT_ENOTFOUND with err->field "demand_id" or
+ * "achievement_id" and a message naming the id and tenant (and saying so when the id belongs to a
+ * record of the other side); -DT_EINVAL for a missing id. Reads e: hold its read lock. */
+int dt_outcome_event_check_stored(const dt_engine *e, const dt_outcome_event *ev, dt_err *err);
 
 /* Pair flags, derived from the pair's events. */
 enum {

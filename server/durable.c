@@ -5,10 +5,16 @@
  *   DT_J_DELETE  str tenant, u8 side, u32 count, count str ids
  *   DT_J_BUILD   str tenant: the tenant's LSA basis was re-learned here (replay re-learns it from
  *                the same records in the same order, which gives the same basis)
+ *   DT_J_OUTCOMES str tenant, u32 count, count outcome events (one RecordOutcome call)
  * Snapshot sections:
  *   DT_S_BASIS   str tenant, u64 built_docs, u64 n_terms, u64 dim, n_terms u32 terms, n_terms f32
  *                idf, n_terms*dim f32 proj, dim f32 sigma (always before the tenant's records)
  *   DT_S_RECORDS u32 count, then count records
+ *   DT_S_OUTCOMES str tenant, u32 count, count outcome events: a tenant's events in arrival order,
+ *                split over as many sections as needed (replaying them through dt_outcome_add
+ *                rebuilds the same store)
+ *   DT_S_SERVED  str tenant, u32 count, count x (u8 side, str id, u64 matches served); after every
+ *                DT_S_OUTCOMES section
  */
 #include "durable.h"
 
@@ -24,12 +30,18 @@
 #include "snapshot.h"
 
 #define RECORDS_PER_SECTION 1000
+#define OUTCOMES_PER_SECTION 4096
 #define MAX_IDS (10u * 1000 * 1000)
+/* the smallest encodings: an outcome event (version, kind, reason, two 1-byte ids, amount, at) and
+ * a served counter (side, a 1-byte id, count); counts are checked against them before reading */
+#define MIN_OUTCOME_BYTES (3 + 5 + 5 + 8 + 8)
+#define MIN_SERVED_BYTES (1 + 5 + 8)
 
 struct dt_durable {
     dt_durable_opts o;
     char dir[4096];
     dt_engine *e;
+    dt_outcome_store *os;
     pthread_rwlock_t *lock;
     dt_journal *j;
     int lock_fd;
@@ -65,6 +77,80 @@ static void logf_(const dt_durable *d, const char *fmt, ...)
 
 /* ---- applying entries and sections (start-up) ---- */
 
+/* Restates err with a prefix before its message, keeping its field; code replaces its code. */
+static int err_prefix(dt_err *err, int code, const char *prefix)
+{
+    char field[sizeof err->field], msg[sizeof err->msg];
+    snprintf(field, sizeof field, "%s", err->field);
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return dt_err_set(err, code, field, "%s%s", prefix, msg);
+}
+
+/* What entries and sections are applied to. Without dense, LSA bases and re-learn markers are
+ * skipped (a read-only load for statistics). */
+typedef struct apply_ctx {
+    dt_engine *e;
+    dt_outcome_store *os;
+    bool dense;
+} apply_ctx;
+
+/* str tenant, u32 count, count events, each added to the store. */
+static int apply_outcomes(dt_outcome_store *os, dt_codec_reader *rd, const char *what, dt_err *err)
+{
+    char *tenant = NULL;
+    uint32_t n = 0;
+    int rc = dt_codec_get_str(rd, &tenant, DT_TENANT_MAX, "tenant", err);
+    if (!rc) rc = dt_codec_get_count(rd, &n, MAX_IDS, MIN_OUTCOME_BYTES, "count", err);
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        dt_outcome_event ev;
+        rc = dt_codec_get_outcome(rd, &ev, err);
+        if (rc) {
+            char m[200];
+            snprintf(m, sizeof m, "%s: %s: ", what, err->field);
+            rc = err_prefix(err, err->code, m);
+            break;
+        }
+        ev.tenant = tenant;
+        rc = dt_outcome_add(os, &ev, err);
+        if (rc) {
+            char m[200];
+            snprintf(m, sizeof m, "%s: stored outcome %u of tenant '%s' refused: %s: ", what, i,
+                     tenant ? tenant : "public", err->field);
+            rc = err_prefix(err, rc == -DT_ENOMEM ? DT_ENOMEM : DT_ECORRUPT, m);
+        }
+        dt_codec_outcome_fini(&ev);
+    }
+    free(tenant);
+    return rc ? rc : dt_codec_reader_end(rd, what, err);
+}
+
+/* str tenant, u32 count, count x (u8 side, str id, u64 served). */
+static int apply_served(dt_outcome_store *os, dt_codec_reader *rd, const char *what, dt_err *err)
+{
+    char *tenant = NULL;
+    uint32_t n = 0;
+    int rc = dt_codec_get_str(rd, &tenant, DT_TENANT_MAX, "tenant", err);
+    if (!rc) rc = dt_codec_get_count(rd, &n, MAX_IDS, MIN_SERVED_BYTES, "count", err);
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        uint8_t side = 0;
+        char *id = NULL;
+        uint64_t served = 0;
+        rc = dt_codec_get_u8(rd, &side, "side", err);
+        if (!rc && side > 1) rc = dt_err_set(err, DT_ECORRUPT, "side", "%s: bad side %u", what, side);
+        if (!rc) rc = dt_codec_get_str(rd, &id, DT_ID_MAX, "id", err);
+        if (!rc) rc = dt_codec_get_u64(rd, &served, "served", err);
+        if (!rc && (rc = dt_outcome_note_served(os, tenant, (dt_side)side, id, served, err)) != 0) {
+            char m[200];
+            snprintf(m, sizeof m, "%s: served count %u of tenant '%s' refused: %s: ", what, i,
+                     tenant ? tenant : "public", err->field);
+            rc = err_prefix(err, rc == -DT_ENOMEM ? DT_ENOMEM : DT_ECORRUPT, m);
+        }
+        free(id);
+    }
+    free(tenant);
+    return rc ? rc : dt_codec_reader_end(rd, what, err);
+}
+
 static int apply_records(dt_engine *e, dt_codec_reader *rd, const char *what, dt_err *err)
 {
     uint32_t n;
@@ -75,10 +161,9 @@ static int apply_records(dt_engine *e, dt_codec_reader *rd, const char *what, dt
         if (rc) break;
         rc = dt_engine_upsert(e, &r, err);
         if (rc) {
-            char m[256];
-            snprintf(m, sizeof m, "%s: stored record '%.128s' refused: %.80s", what, r.id ? r.id : "", err->msg);
-            dt_err_set(err, DT_ECORRUPT, err->field, "%s", m);
-            rc = -DT_ECORRUPT;
+            char m[200];
+            snprintf(m, sizeof m, "%s: stored record '%.128s' refused: ", what, r.id ? r.id : "");
+            rc = err_prefix(err, DT_ECORRUPT, m);
         }
         dt_record_free(&r);
     }
@@ -87,7 +172,8 @@ static int apply_records(dt_engine *e, dt_codec_reader *rd, const char *what, dt
 
 static int apply_entry(void *ud, uint8_t type, const uint8_t *p, size_t len, uint64_t seq, dt_err *err)
 {
-    dt_engine *e = ud;
+    const apply_ctx *ax = ud;
+    dt_engine *e = ax->e;
     dt_codec_reader rd;
     dt_codec_reader_init(&rd, p, len);
     char what[64];
@@ -115,21 +201,26 @@ static int apply_entry(void *ud, uint8_t type, const uint8_t *p, size_t len, uin
         char *tenant = NULL;
         int rc = dt_codec_get_str(&rd, &tenant, DT_TENANT_MAX, "tenant", err);
         if (!rc) rc = dt_codec_reader_end(&rd, what, err);
-        if (!rc && dt_engine_build(e, tenant, err) < 0 && err->code != DT_ENOTFOUND) rc = -err->code;
+        if (!rc && ax->dense && dt_engine_build(e, tenant, err) < 0 && err->code != DT_ENOTFOUND) rc = -err->code;
         free(tenant);
         return rc;
     }
+    case DT_J_OUTCOMES: return apply_outcomes(ax->os, &rd, what, err);
     }
     return dt_err_set(err, DT_ECORRUPT, NULL, "%s: unknown entry type %u", what, type);
 }
 
 static int apply_section(void *ud, uint8_t type, const uint8_t *p, size_t len, dt_err *err)
 {
-    dt_engine *e = ud;
+    const apply_ctx *ax = ud;
+    dt_engine *e = ax->e;
     dt_codec_reader rd;
     dt_codec_reader_init(&rd, p, len);
     if (type == DT_S_RECORDS) return apply_records(e, &rd, "snapshot records", err);
+    if (type == DT_S_OUTCOMES) return apply_outcomes(ax->os, &rd, "snapshot outcomes", err);
+    if (type == DT_S_SERVED) return apply_served(ax->os, &rd, "snapshot served counts", err);
     if (type != DT_S_BASIS) return dt_err_set(err, DT_ECORRUPT, NULL, "snapshot: unknown section type %u", type);
+    if (!ax->dense) return 0;
     char *tenant = NULL;
     uint64_t built, nt, dim;
     int rc = dt_codec_get_str(&rd, &tenant, DT_TENANT_MAX, "tenant", err);
@@ -175,6 +266,25 @@ int dt_durable_encode_upsert(dt_record *const *recs, size_t n, uint8_t **payload
     dt_codec_put_u32(&b, (uint32_t)n);
     for (size_t i = 0; i < n; i++)
         if (dt_codec_put_record(&b, recs[i], err) < 0) {
+            dt_codec_buf_fini(&b);
+            return -err->code;
+        }
+    return dt_codec_buf_take(&b, payload, len, err);
+}
+
+int dt_durable_encode_outcomes(const char *tenant, const dt_outcome_event *evs, size_t n, uint8_t **payload,
+                               size_t *len, dt_err *err)
+{
+    *payload = NULL;
+    *len = 0;
+    if (n > MAX_IDS)
+        return dt_err_set(err, DT_ELIMIT, "outcomes", "%zu events in one entry; the limit is %u", n, MAX_IDS);
+    dt_codec_buf b;
+    dt_codec_buf_init(&b);
+    dt_codec_put_str(&b, tenant && *tenant ? tenant : "public");
+    dt_codec_put_u32(&b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        if (dt_codec_put_outcome(&b, &evs[i], err) < 0) {
             dt_codec_buf_fini(&b);
             return -err->code;
         }
@@ -247,7 +357,78 @@ static int put_basis(dt_snapshot_writer *w, const char *tenant, const dt_engine_
     return rc;
 }
 
-/* Writes every tenant's basis and live records; called with the engine read-locked. */
+/* Sections of one tenant's outcome events or served counts, OUTCOMES_PER_SECTION entries each:
+ * str tenant, u32 count (patched when the section is full), the entries. */
+typedef struct section_out {
+    dt_snapshot_writer *w;
+    uint8_t type;
+    const char *tenant;
+    dt_codec_buf b;
+    size_t count_at;
+    uint32_t count;
+    dt_err *err;
+} section_out;
+
+static void section_start(section_out *so)
+{
+    dt_codec_buf_reset(&so->b);
+    dt_codec_put_str(&so->b, so->tenant);
+    so->count_at = so->b.len;
+    dt_codec_put_u32(&so->b, 0);
+    so->count = 0;
+}
+
+static int section_flush(section_out *so)
+{
+    if (!so->count) return 0;
+    int rc = dt_codec_buf_check(&so->b, so->err);
+    if (rc) return rc;
+    for (int i = 0; i < 4; i++) so->b.data[so->count_at + (size_t)i] = (uint8_t)(so->count >> (8 * i));
+    rc = dt_snapshot_put(so->w, so->type, so->b.data, so->b.len, so->err);
+    section_start(so);
+    return rc;
+}
+
+static int put_outcome_cb(void *ud, const dt_outcome_event *ev)
+{
+    section_out *so = ud;
+    int rc = dt_codec_put_outcome(&so->b, ev, so->err);
+    if (rc) return rc;
+    return ++so->count == OUTCOMES_PER_SECTION ? section_flush(so) : 0;
+}
+
+static int put_served_cb(void *ud, dt_side side, const char *id, uint64_t served)
+{
+    section_out *so = ud;
+    dt_codec_put_u8(&so->b, (uint8_t)side);
+    dt_codec_put_str(&so->b, id);
+    dt_codec_put_u64(&so->b, served);
+    return ++so->count == OUTCOMES_PER_SECTION ? section_flush(so) : 0;
+}
+
+/* Every tenant's outcome events, then every tenant's served counts; called with the lock read. */
+static int write_outcomes(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
+{
+    size_t nt;
+    const char *const *names = dt_outcome_tenants(d->os, &nt);
+    section_out so = {w, DT_S_OUTCOMES, NULL, DT_CODEC_BUF_INIT, 0, 0, err};
+    int rc = 0;
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        so.type = pass ? DT_S_SERVED : DT_S_OUTCOMES;
+        for (size_t t = 0; t < nt && rc == 0; t++) {
+            so.tenant = names[t];
+            section_start(&so);
+            rc = pass ? dt_outcome_each_served(d->os, names[t], put_served_cb, &so)
+                      : dt_outcome_each(d->os, names[t], put_outcome_cb, &so);
+            if (!rc) rc = section_flush(&so);
+        }
+    }
+    dt_codec_buf_fini(&so.b);
+    return rc;
+}
+
+/* Writes every tenant's basis and live records, then the outcome store; called with the lock
+ * read-locked. */
 static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
 {
     size_t nt;
@@ -280,12 +461,14 @@ static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
         }
     }
     dt_codec_buf_fini(&b);
+    if (!rc && d->os) rc = write_outcomes(d, w, err);
     return rc;
 }
 
 int dt_durable_snapshot(dt_durable *d, dt_err *err)
 {
     pthread_mutex_lock(&d->snap_mu);
+    if (d->o.before_snapshot) d->o.before_snapshot(d->o.before_snapshot_ud);
     double t0 = now_s();
     dt_snapshot_writer *w = NULL;
     pthread_rwlock_rdlock(d->lock); /* writers wait: the state is exactly the journal up to seq */
@@ -346,7 +529,8 @@ static void *snapshot_thread(void *arg)
 
 /* ---- open / close ---- */
 
-dt_durable *dt_durable_open(dt_engine *e, pthread_rwlock_t *lock, const dt_durable_opts *o, dt_err *err)
+dt_durable *dt_durable_open(dt_engine *e, dt_outcome_store *os, pthread_rwlock_t *lock, const dt_durable_opts *o,
+                            dt_err *err)
 {
     dt_durable *d = calloc(1, sizeof *d);
     if (!d) {
@@ -355,6 +539,7 @@ dt_durable *dt_durable_open(dt_engine *e, pthread_rwlock_t *lock, const dt_durab
     }
     d->o = *o;
     d->e = e;
+    d->os = os;
     d->lock = lock;
     d->lock_fd = -1;
     snprintf(d->dir, sizeof d->dir, "%s", o->dir);
@@ -370,7 +555,8 @@ dt_durable *dt_durable_open(dt_engine *e, pthread_rwlock_t *lock, const dt_durab
     uint64_t snap_seq = 0;
     dt_snapshot_report sr;
     memset(&sr, 0, sizeof sr);
-    int rc = dt_snapshot_load_latest(d->dir, apply_section, e, &snap_seq, &sr, err);
+    apply_ctx ax = {e, os, true};
+    int rc = dt_snapshot_load_latest(d->dir, apply_section, &ax, &snap_seq, &sr, err);
     for (size_t i = 0; i < sr.n_rejected && i < DT_SNAPSHOT_REJECTED_MAX; i++)
         fprintf(stderr, "dovetaild: WARNING: snapshot %s (seq %llu) is damaged and was not loaded: %s\n",
                 sr.rejected[i].file, (unsigned long long)sr.rejected[i].seq, sr.rejected[i].reason);
@@ -381,7 +567,7 @@ dt_durable *dt_durable_open(dt_engine *e, pthread_rwlock_t *lock, const dt_durab
     double t1 = now_s();
     dt_journal_replay_report jr;
     memset(&jr, 0, sizeof jr);
-    rc = dt_journal_replay(d->dir, snap_seq, true, apply_entry, e, &jr, err);
+    rc = dt_journal_replay(d->dir, snap_seq, true, apply_entry, &ax, &jr, err);
     if (jr.torn_bytes)
         fprintf(stderr, "dovetaild: journal %s: torn tail of %llu bytes at offset %llu (%s) %s\n", jr.torn_file,
                 (unsigned long long)jr.torn_bytes, (unsigned long long)jr.torn_offset, jr.torn_reason,
@@ -444,4 +630,63 @@ void dt_durable_stats_get(dt_durable *d, dt_durable_stats *out)
     out->last_snapshot_seq = d->last_snapshot_seq;
     out->last_snapshot_seconds = d->last_snapshot_seconds;
     pthread_mutex_unlock(&d->mu);
+}
+
+/* ---- read-only load ---- */
+
+static int load_once(const char *dir, const dt_engine_opts *eo, dt_engine **e, dt_outcome_store **os,
+                     dt_durable_load_report *rep, dt_err *err)
+{
+    *e = dt_engine_new(eo, err);
+    *os = *e ? dt_outcome_store_new(err) : NULL;
+    if (!*os) return -DT_ENOMEM;
+    apply_ctx ax = {*e, *os, false};
+    uint64_t snap_seq = 0;
+    dt_snapshot_report sr;
+    memset(&sr, 0, sizeof sr);
+    int rc = dt_snapshot_load_latest(dir, apply_section, &ax, &snap_seq, &sr, err);
+    snprintf(rep->snapshot, sizeof rep->snapshot, "%s", sr.loaded);
+    rep->snapshot_seq = snap_seq;
+    rep->rejected = sr.n_rejected;
+    if (sr.n_rejected) snprintf(rep->rejected_reason, sizeof rep->rejected_reason, "%s", sr.rejected[0].reason);
+    if (rc) return rc;
+    dt_journal_replay_report jr;
+    memset(&jr, 0, sizeof jr);
+    rc = dt_journal_replay(dir, snap_seq, false, apply_entry, &ax, &jr, err);
+    rep->entries = jr.entries;
+    rep->last_seq = jr.last_seq;
+    rep->torn_bytes = jr.torn_bytes;
+    snprintf(rep->torn_file, sizeof rep->torn_file, "%s", jr.torn_file);
+    return rc;
+}
+
+int dt_durable_load_readonly(const char *dir, const dt_engine_opts *eo, dt_engine **e, dt_outcome_store **os,
+                             dt_durable_load_report *rep, dt_err *err)
+{
+    dt_durable_load_report local;
+    if (!rep) rep = &local;
+    memset(rep, 0, sizeof *rep);
+    *e = NULL;
+    *os = NULL;
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return dt_err_set(err, errno == ENOENT ? DT_ENOTFOUND : DT_EIO, "data-dir", "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return dt_err_set(err, DT_EINVAL, "data-dir", "%s is not a directory", dir);
+    dt_engine_opts def = dt_engine_opts_default();
+    int rc = 0;
+    for (unsigned attempt = 1; attempt <= 3; attempt++) {
+        memset(rep, 0, sizeof *rep);
+        rep->attempts = attempt;
+        rc = load_once(dir, eo ? eo : &def, e, os, rep, err);
+        if (rc == 0) return 0;
+        dt_outcome_store_free(*os);
+        dt_engine_free(*e);
+        *os = NULL;
+        *e = NULL;
+        /* a daemon's snapshot may have pruned (or replaced) a file between listing and reading */
+        if (rc != -DT_ECORRUPT && rc != -DT_EIO) break;
+        struct timespec pause = {0, 200 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return rc;
 }

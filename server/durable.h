@@ -1,5 +1,9 @@
 /* durable.h - the daemon's durable state in --data-dir: snapshot + journal (docs/durability.md).
  *
+ * The state is the engine's records and LSA bases plus the outcome store (events and "matches
+ * served" counters). Served counts reach the journal never, snapshots only: the counts since the
+ * last snapshot are lost on a crash (a clean shutdown takes a final snapshot).
+ *
  * Writes: a handler encodes the mutation, takes the engine write lock, appends ONE journal entry
  * for the whole call (so a crash never leaves half a call applied), then applies it (so a refused
  * append changes nothing), releases the lock,
@@ -18,17 +22,22 @@
 
 #include "engine.h"
 #include "journal.h"
+#include "outcome.h"
 
 /* journal entry types */
-enum { DT_J_UPSERT = 1, DT_J_DELETE = 2, DT_J_BUILD = 3 };
+enum { DT_J_UPSERT = 1, DT_J_DELETE = 2, DT_J_BUILD = 3, DT_J_OUTCOMES = 4 };
 /* snapshot section types */
-enum { DT_S_BASIS = 1, DT_S_RECORDS = 2 };
+enum { DT_S_BASIS = 1, DT_S_RECORDS = 2, DT_S_OUTCOMES = 3, DT_S_SERVED = 4 };
 
 typedef struct dt_durable_opts {
     const char *dir;
     dt_fsync_policy policy;
     size_t snapshot_every_bytes; /* journal growth that triggers a snapshot */
     bool quiet;
+    /* NULL, or called (without any lock held) at the start of every snapshot, before the state is
+     * copied: dovetaild folds its pending served counts into the store here */
+    void (*before_snapshot)(void *ud);
+    void *before_snapshot_ud;
 } dt_durable_opts;
 
 typedef struct dt_durable_stats {
@@ -40,10 +49,13 @@ typedef struct dt_durable_stats {
 
 typedef struct dt_durable dt_durable;
 
-/* Locks the directory, loads the snapshot and replays the journal into e (which must be empty),
- * opens the journal for appending and starts the snapshot thread. lock is the engine's lock (held
- * by the snapshot thread as a reader while it copies the engine). Logs what it did to stderr. */
-dt_durable *dt_durable_open(dt_engine *e, pthread_rwlock_t *lock, const dt_durable_opts *o, dt_err *err);
+/* Locks the directory, loads the snapshot and replays the journal into e and os (both must be
+ * empty), opens the journal for appending and starts the snapshot thread. lock is the lock that
+ * guards both e and os (held by the snapshot thread as a reader while it copies them). Logs what it
+ * did to stderr. A directory written before outcomes existed (no outcome sections or entries)
+ * loads with an empty store. */
+dt_durable *dt_durable_open(dt_engine *e, dt_outcome_store *os, pthread_rwlock_t *lock, const dt_durable_opts *o,
+                            dt_err *err);
 /* Flushes the journal, stops the snapshot thread (after a final snapshot when final_snapshot), and
  * unlocks the directory. NULL is fine. */
 void dt_durable_close(dt_durable *d, bool final_snapshot);
@@ -55,10 +67,41 @@ int dt_durable_append(dt_durable *d, uint8_t type, const uint8_t *payload, size_
 int dt_durable_log_delete(dt_durable *d, const char *tenant, dt_side side, char *const *ids, size_t n,
                           uint64_t *seq, dt_err *err);
 int dt_durable_log_build(dt_durable *d, const char *tenant, uint64_t *seq, dt_err *err);
+/* Payload of one RecordOutcome call: str tenant, u32 count, count events (dt_codec_put_outcome).
+ * The events' own tenant fields are ignored. Encode before taking the lock; append it with
+ * dt_durable_append(d, DT_J_OUTCOMES, ...) before applying the events. Errors as
+ * dt_codec_put_outcome, or -DT_ENOMEM. */
+int dt_durable_encode_outcomes(const char *tenant, const dt_outcome_event *evs, size_t n, uint8_t **payload,
+                               size_t *len, dt_err *err);
 /* Without the lock: returns once entry seq is durable as the policy promises. */
 int dt_durable_sync(dt_durable *d, uint64_t seq, dt_err *err);
 /* Takes a snapshot now (the caller must not hold the engine lock). */
 int dt_durable_snapshot(dt_durable *d, dt_err *err);
 void dt_durable_stats_get(dt_durable *d, dt_durable_stats *out);
+
+typedef struct dt_durable_load_report {
+    char snapshot[64];      /* snapshot file loaded, "" when there was none */
+    uint64_t snapshot_seq;  /* its seq (0: none) */
+    uint64_t entries;       /* journal entries replayed after it */
+    uint64_t last_seq;      /* the last journal entry read */
+    uint64_t torn_bytes;    /* bytes after the last complete entry, ignored (a write in progress or a
+                               crash's torn tail); 0 when none */
+    char torn_file[64];
+    size_t rejected;        /* newer snapshots that failed verification and were skipped */
+    char rejected_reason[256]; /* why the newest of them was skipped */
+    unsigned attempts;      /* loads tried: more than one when a running daemon moved files meanwhile */
+} dt_durable_load_report;
+
+/* Reads the state of a data directory without writing it: no lock taken, a torn tail is ignored
+ * rather than cut, nothing is created or deleted. Safe while a daemon holds the directory: if a
+ * snapshot it writes meanwhile prunes files this load needed, the load starts again (3 attempts).
+ * On 0, *e (a new engine made with eo, NULL for defaults) holds the records and *os (a new store)
+ * the outcome events and served counts as of the last journal entry read; the caller frees both.
+ * The LSA bases are not loaded (records are searchable by text, not by dense vectors): this is a
+ * load for statistics and inspection, not for ranking. Errors: -DT_ENOTFOUND (no such directory),
+ * the errors of start-up (-DT_ECORRUPT, -DT_EINVAL, -DT_EIO), -DT_ENOMEM; *e and *os are NULL then.
+ * rep may be NULL. */
+int dt_durable_load_readonly(const char *dir, const dt_engine_opts *eo, dt_engine **e, dt_outcome_store **os,
+                             dt_durable_load_report *rep, dt_err *err);
 
 #endif

@@ -30,7 +30,7 @@ const char *const dt_twirp_names[TW_COUNT] = {
     "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal",     "unavailable"};
 
 const char *const dt_method_names[DT_M_COUNT] = {"UpsertRecords", "DeleteRecords", "GetRecord", "Match", "Stats",
-                                                  "PairEvent"};
+                                                  "PairEvent",     "RecordOutcome"};
 
 int dt_twirp_status(dt_twirp_code c)
 {

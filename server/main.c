@@ -154,17 +154,24 @@ static int read_file(const char *path, char **buf, size_t *len)
     return bad ? -1 : 0;
 }
 
+/* Before a snapshot copies the outcome store: the served counts Match noted go in first. */
+static void fold_before_snapshot(void *ud)
+{
+    dt_rpc_fold_served(ud);
+}
+
 static int load_data(dt_server *s)
 {
     dt_config *cfg = &s->cfg;
     dt_err err = DT_ERR_INIT;
     if (cfg->data_dir) {
-        dt_durable_opts d = {cfg->data_dir, DT_FSYNC_ALWAYS, cfg->snapshot_every_mb << 20, cfg->quiet};
+        dt_durable_opts d = {cfg->data_dir, DT_FSYNC_ALWAYS, cfg->snapshot_every_mb << 20, cfg->quiet,
+                             fold_before_snapshot, s};
         if (dt_fsync_policy_parse(cfg->fsync, &d.policy, &err) < 0) {
             fprintf(stderr, "dovetaild: --fsync: %s\n", err.msg);
             return -1;
         }
-        s->durable = dt_durable_open(s->engine, &s->lock, &d, &err);
+        s->durable = dt_durable_open(s->engine, s->outcomes, &s->lock, &d, &err);
         if (!s->durable) {
             fprintf(stderr, "dovetaild: --data-dir %s: %s%s%s\n", cfg->data_dir, err.field, err.field[0] ? ": " : "",
                     err.msg);
@@ -218,9 +225,10 @@ static int load_data(dt_server *s)
         return -1;
     for (size_t i = 0; i < nt; i++) {
         dt_index *a = dt_engine_index(s->engine, names[i], DT_ACHIEVEMENT), *d = dt_engine_index(s->engine, names[i], DT_DEMAND);
-        logmsg(cfg, "tenant %s: %zu achievements, %zu demands, dense vectors: %s", names[i], a ? dt_index_count(a) : 0,
-               d ? dt_index_count(d) : 0, dt_engine_dense_kind(s->engine, names[i]));
-        dt_server_set_epoch(s, names[i], dt_engine_epoch(s->engine, names[i]));
+        logmsg(cfg, "tenant %s: %zu achievements, %zu demands, %zu outcome events, dense vectors: %s", names[i],
+               a ? dt_index_count(a) : 0, d ? dt_index_count(d) : 0, dt_outcome_count(s->outcomes, names[i]),
+               dt_engine_dense_kind(s->engine, names[i]));
+        dt_server_set_epoch(s, names[i], dt_rpc_tenant_epoch(s, names[i]));
     }
     if (built) logmsg(cfg, "dense index of %zu tenants built in %.2f s", built, (double)(dt_now_us() - t0) / 1e6);
     return 0;
@@ -265,7 +273,8 @@ int main(int argc, char **argv)
         {"local-cache-mb", OPT_SIZE, &cfg->local_cache_mb, NULL, 0, 1 << 20,
          "size of the in-process cache without Redis, MiB (default 64; 0: no cache)"},
         {"max-body", OPT_SIZE, &cfg->max_body, NULL, 1024, 1ll << 30, "largest request body, bytes (default 8 MiB)"},
-        {"max-records", OPT_SIZE, &cfg->max_records, NULL, 1, 1000000, "records or ids in one call (default 10000)"},
+        {"max-records", OPT_SIZE, &cfg->max_records, NULL, 1, 1000000,
+         "records, ids or outcome events in one call (default 10000)"},
         {"max-text", OPT_SIZE, &cfg->max_text, NULL, 1, DT_TEXT_MAX, "bytes of a free-text query (default 65536)"},
         {"max-k", OPT_SIZE, &cfg->max_k, NULL, 1, 10000, "largest k + offset of a Match (default 1000)"},
         {"max-queue", OPT_SIZE, &cfg->max_queue, NULL, 1, 1000000,
@@ -278,7 +287,7 @@ int main(int argc, char **argv)
         {"idle-timeout", OPT_INT, &cfg->idle_timeout_s, NULL, 1, 86400,
          "seconds before an idle or stalled connection is closed (default 60)"},
         {"data-dir", OPT_STR, &cfg->data_dir, NULL, 0, 0,
-         "keep records in this directory (snapshot + journal) so they survive restarts and crashes"},
+         "keep records and outcomes here (snapshot + journal): they survive restarts and crashes"},
         {"fsync", OPT_STR, &cfg->fsync, NULL, 0, 0,
          "journal fsync policy: always (a write is acknowledged once on disk; default), everysec, no"},
         {"snapshot-every-mb", OPT_SIZE, &cfg->snapshot_every_mb, NULL, 1, 1 << 20,
@@ -363,8 +372,12 @@ int main(int argc, char **argv)
     dt_engine_opts eo = dt_engine_opts_default();
     eo.dim = cfg->dim;
     srv.engine = dt_engine_new(&eo, &err);
-    if (!srv.engine) {
+    srv.outcomes = srv.engine ? dt_outcome_store_new(&err) : NULL;
+    srv.served = srv.outcomes ? dt_served_new(&err) : NULL;
+    if (!srv.served) {
         fprintf(stderr, "dovetaild: %s\n", err.msg);
+        dt_outcome_store_free(srv.outcomes);
+        dt_engine_free(srv.engine);
         return 3;
     }
     int status = 0;
@@ -465,6 +478,8 @@ out:
     dt_cache_free(srv.cache);
     dt_event_store_free(srv.events);
     if (srv.base) event_base_free(srv.base);
+    dt_served_free(srv.served);
+    dt_outcome_store_free(srv.outcomes);
     dt_engine_free(srv.engine);
     pthread_rwlock_destroy(&srv.lock);
     free(srv.epochs);

@@ -553,6 +553,39 @@ static int decode_bytes(dec *c, const json_t *v, ProtobufCBinaryData *out)
     return 0;
 }
 
+/* The value names of ed for an error message: "A_X, A_Y, A_Z", or when that does not fit,
+ * "A_{X, Y, Z}" (their common prefix up to an underscore written once), cut with "..." only when
+ * even that does not fit. */
+static void enum_names(const ProtobufCEnumDescriptor *ed, char *out, size_t n)
+{
+    size_t prefix = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t used = 0;
+        out[0] = 0;
+        if (prefix) used = (size_t)snprintf(out, n, "%.*s{", (int)prefix, ed->values[0].name);
+        for (unsigned i = 0; i < ed->n_values && used < n; i++) {
+            int w = snprintf(out + used, n - used, "%s%s", i ? ", " : "", ed->values[i].name + prefix);
+            if (w < 0) break;
+            used += (size_t)w;
+        }
+        if (prefix && used < n) used += (size_t)snprintf(out + used, n - used, "}");
+        if (used < n) return;
+        if (pass == 0 && ed->n_values > 1) { /* the longest common prefix ending in '_' */
+            const char *first = ed->values[0].name;
+            size_t common = strlen(first);
+            for (unsigned i = 1; i < ed->n_values; i++) {
+                size_t k = 0;
+                while (k < common && ed->values[i].name[k] == first[k]) k++;
+                common = k;
+            }
+            while (common && first[common - 1] != '_') common--;
+            prefix = common;
+        }
+        if (!prefix) break;
+    }
+    memcpy(out + n - 4, "...", 4);
+}
+
 static int decode_enum(dec *c, const ProtobufCEnumDescriptor *ed, const json_t *v, int *out)
 {
     if (json_is_string(v)) {
@@ -565,17 +598,13 @@ static int decode_enum(dec *c, const ProtobufCEnumDescriptor *ed, const json_t *
             *out = ev->value;
             return 0;
         }
-        char names[160] = "", text[48];
-        size_t used = 0;
-        for (unsigned i = 0; i < ed->n_values && used < sizeof names; i++) {
-            int w = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
-                             ed->values[i].name);
-            if (w < 0) break;
-            used += (size_t)w;
-        }
-        if (used >= sizeof names) memcpy(names + sizeof names - 4, "...", 4);
-        return fail(c, "unknown %s value \"%s\"; expected one of %s (or a number)", ed->short_name,
-                    shown(s, n, text, sizeof text), names);
+        char names[sizeof c->err->msg] = "", text[48];
+        const char *val = shown(s, n, text, sizeof text);
+        /* the names get what the rest of the message leaves of err->msg */
+        int rest = snprintf(NULL, 0, "unknown %s value \"%s\"; expected one of  (or a number)", ed->short_name, val);
+        size_t room = rest > 0 && (size_t)rest + 40 < sizeof names ? sizeof names - (size_t)rest : 40;
+        enum_names(ed, names, room);
+        return fail(c, "unknown %s value \"%s\"; expected one of %s (or a number)", ed->short_name, val, names);
     }
     if (json_is_number(v)) {
         bool neg;

@@ -34,8 +34,32 @@ const char *dt_rpc_tenant(const dt_call *c)
         return tenant_or_public(((const Dovetail__V1__StatsRequest *)c->in)->tenant);
     case DT_M_PAIR_EVENT:
         return tenant_or_public(((const Dovetail__V1__PairEventRequest *)c->in)->tenant);
+    case DT_M_RECORD_OUTCOME:
+        return tenant_or_public(((const Dovetail__V1__RecordOutcomeRequest *)c->in)->tenant);
     }
     return "public";
+}
+
+uint64_t dt_rpc_tenant_epoch(const dt_server *s, const char *tenant)
+{
+    return dt_engine_epoch(s->engine, tenant) + (s->outcomes ? dt_outcome_count(s->outcomes, tenant) : 0);
+}
+
+/* Folds pending served counts into the store; the caller holds the write lock. */
+static void fold_locked(dt_server *s)
+{
+    if (!s->served || !s->outcomes || !dt_served_pending(s->served)) return;
+    dt_err err = DT_ERR_INIT;
+    if (dt_served_fold(s->served, s->outcomes, &err) < 0 && !s->cfg.quiet)
+        fprintf(stderr, "dovetaild: matches served not counted yet: %s\n", err.msg);
+}
+
+void dt_rpc_fold_served(dt_server *s)
+{
+    if (!s->served || !dt_served_pending(s->served)) return;
+    pthread_rwlock_wrlock(&s->lock);
+    fold_locked(s);
+    pthread_rwlock_unlock(&s->lock);
 }
 
 static int bad(dt_call *c, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -97,6 +121,48 @@ static int check_weights(dt_call *c, const Dovetail__V1__Weights *w)
     for (int i = 0; i < 3; i++)
         if (!isfinite(v[i]) || v[i] < 0 || v[i] > 1e6) return bad(c, names[i], "must be a finite number >= 0");
     if (v[0] + v[1] + v[2] <= 0) return bad(c, "weights", "at least one weight must be > 0");
+    return 0;
+}
+
+#define STATS_DEPTH_MAX 64
+
+/* Converts outcomes[i] into *ev (borrowing the request's strings) and checks it as
+ * dt_outcome_event_validate does. Errors name "outcomes[i].field". */
+static int outcome_from_pb(dt_call *c, const Dovetail__V1__Outcome *p, size_t i, dt_outcome_event *ev)
+{
+    dt_outcome_event_init(ev);
+    ev->tenant = c->tenant;
+    ev->demand_id = p->demand_id;
+    ev->achievement_id = p->achievement_id;
+    ev->at = p->at;
+    char field[64];
+    if (p->kind == DOVETAIL__V1__OUTCOME_KIND__OUTCOME_KIND_UNSPECIFIED) {
+        snprintf(field, sizeof field, "outcomes[%zu].kind", i);
+        return bad(c, field, "required: OUTCOME_KIND_VIEWED, _CONTACTED, _DECLINED, _MEETING_HELD, _NEGOTIATING or "
+                             "_DEAL_SIGNED");
+    }
+    if ((int)p->kind < 1 || (int)p->kind > DT_OUTCOME_KIND_COUNT) {
+        snprintf(field, sizeof field, "outcomes[%zu].kind", i);
+        return bad(c, field, "unknown outcome kind %d", (int)p->kind);
+    }
+    ev->kind = (dt_outcome_kind)((int)p->kind - 1);
+    if ((int)p->reason < 0 || (int)p->reason >= DT_OUTCOME_REASON_COUNT) {
+        snprintf(field, sizeof field, "outcomes[%zu].reason", i);
+        return bad(c, field, "unknown decline reason %d", (int)p->reason);
+    }
+    ev->reason = (dt_outcome_reason)p->reason;
+    if (p->amount_present_case == DOVETAIL__V1__OUTCOME__AMOUNT_PRESENT_AMOUNT) {
+        if (ev->kind == DT_OUTCOME_DEAL_SIGNED && !(isfinite(p->amount) && p->amount >= 0)) {
+            snprintf(field, sizeof field, "outcomes[%zu].amount", i);
+            return bad(c, field, "must be a finite amount >= 0 (CNY), got %g", p->amount);
+        }
+        ev->amount = isnan(p->amount) ? 0 : p->amount; /* a NaN on another kind is still an amount given */
+    }
+    dt_err err = DT_ERR_INIT;
+    if (dt_outcome_event_validate(ev, &err) < 0) {
+        snprintf(field, sizeof field, "outcomes[%zu].%.30s", i, err.field[0] ? err.field : "outcome");
+        return bad(c, field, "%s", err.msg);
+    }
     return 0;
 }
 
@@ -169,6 +235,25 @@ int dt_rpc_precheck(dt_call *c)
         return check_weights(c, r->weights);
     }
     case DT_M_PAIR_EVENT: return dt_rpc_event_precheck(c);
+    case DT_M_STATS: {
+        const Dovetail__V1__StatsRequest *r = (const void *)c->in;
+        if (r->field_depth_present_case && r->field_depth > STATS_DEPTH_MAX)
+            return bad(c, "field_depth", "%u is more than %d components", r->field_depth, STATS_DEPTH_MAX);
+        if (r->region_depth_present_case && r->region_depth > STATS_DEPTH_MAX)
+            return bad(c, "region_depth", "%u is more than %d components", r->region_depth, STATS_DEPTH_MAX);
+        return 0;
+    }
+    case DT_M_RECORD_OUTCOME: {
+        const Dovetail__V1__RecordOutcomeRequest *r = (const void *)c->in;
+        if (r->n_outcomes > cfg->max_records)
+            return bad(c, "outcomes", "%zu events in one call; the limit is %zu (--max-records)", r->n_outcomes,
+                       cfg->max_records);
+        for (size_t i = 0; i < r->n_outcomes; i++) {
+            dt_outcome_event ev;
+            if (outcome_from_pb(c, r->outcomes[i], i, &ev) < 0) return -1;
+        }
+        return 0;
+    }
     }
     return 0;
 }
@@ -340,6 +425,7 @@ static void run_upsert(dt_call *c)
     }
     if (ok == n) {
         pthread_rwlock_wrlock(&s->lock);
+        fold_locked(s);
         size_t done = 0;
         /* journal first, then memory: a write the journal refuses changes nothing */
         if (s->durable && dt_durable_append(s->durable, DT_J_UPSERT, payload, plen, &seq, &err) < 0) {
@@ -361,7 +447,7 @@ static void run_upsert(dt_call *c)
                 s->durable)
                 dt_durable_log_build(s->durable, c->tenant, &seq, NULL);
         }
-        c->epoch_after = dt_engine_epoch(s->engine, c->tenant);
+        c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
         pthread_rwlock_unlock(&s->lock);
         if (done == n && seq && dt_durable_sync(s->durable, seq, &err) < 0) {
             c->code = TW_INTERNAL;
@@ -397,6 +483,7 @@ static void run_delete(dt_call *c)
     dt_err err = DT_ERR_INIT;
     bool durable_ok = true;
     pthread_rwlock_wrlock(&s->lock);
+    fold_locked(s);
     /* journal first, then memory (replaying a delete of an absent id is harmless) */
     if (rq->n_ids && s->durable &&
         dt_durable_log_delete(s->durable, c->tenant, side, rq->ids, rq->n_ids, &seq, &err) < 0)
@@ -407,7 +494,7 @@ static void run_delete(dt_call *c)
         else
             missing[nm++] = rq->ids[i];
     }
-    c->epoch_after = dt_engine_epoch(s->engine, c->tenant);
+    c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
     pthread_rwlock_unlock(&s->lock);
     if (durable_ok && seq && dt_durable_sync(s->durable, seq, &err) < 0) durable_ok = false;
     if (!durable_ok) {
@@ -448,48 +535,229 @@ static void run_get(dt_call *c)
     pthread_rwlock_unlock(&s->lock);
 }
 
+/* ---- Stats ---- */
+
+/* The protobuf view of one statistics row; borrows nothing but the row itself (its codes). */
+typedef struct stats_pb {
+    Dovetail__V1__OutcomeCounts events;
+    Dovetail__V1__DeclineCounts declines;
+} stats_pb;
+
+static void counts_pb(const dt_outcome_stats_row *r, stats_pb *p)
+{
+    dovetail__v1__outcome_counts__init(&p->events);
+    p->events.viewed = r->events[DT_OUTCOME_VIEWED];
+    p->events.contacted = r->events[DT_OUTCOME_CONTACTED];
+    p->events.declined = r->events[DT_OUTCOME_DECLINED];
+    p->events.meeting_held = r->events[DT_OUTCOME_MEETING_HELD];
+    p->events.negotiating = r->events[DT_OUTCOME_NEGOTIATING];
+    p->events.deal_signed = r->events[DT_OUTCOME_DEAL_SIGNED];
+    dovetail__v1__decline_counts__init(&p->declines);
+    p->declines.too_early_stage = r->declined[DT_OUTCOME_REASON_TOO_EARLY_STAGE];
+    p->declines.unclear_benefit = r->declined[DT_OUTCOME_REASON_UNCLEAR_BENEFIT];
+    p->declines.price = r->declined[DT_OUTCOME_REASON_PRICE];
+    p->declines.other = r->declined[DT_OUTCOME_REASON_OTHER];
+}
+
+static uint32_t clamp32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+static void group_pb(const dt_outcome_stats_row *r, Dovetail__V1__StatsGroup *g, stats_pb *p)
+{
+    dovetail__v1__stats_group__init(g);
+    counts_pb(r, p);
+    g->field = (char *)r->field;
+    g->region = (char *)r->region;
+    g->demands = clamp32(r->demands);
+    g->demands_open = clamp32(r->demands_open);
+    g->achievements = clamp32(r->achievements);
+    g->achievements_open = clamp32(r->achievements_open);
+    g->served_demands = r->served_demands;
+    g->served_achievements = r->served_achievements;
+    g->events = &p->events;
+    g->declines = &p->declines;
+    g->contacted_pairs = r->contacted_pairs;
+    g->deal_pairs = r->deal_pairs;
+    g->conversion = r->conversion;
+    g->deal_amount = r->deal_amount;
+}
+
+/* Everything one tenant's TenantStats points to, freed after the response is packed. */
+typedef struct tenant_buf {
+    dt_outcome_stats_row *rows;
+    size_t n_rows;
+    stats_pb total;
+    Dovetail__V1__StatsGroup *groups;
+    Dovetail__V1__StatsGroup **gp;
+    stats_pb *gpb;
+} tenant_buf;
+
 static void run_stats(dt_call *c)
 {
     const Dovetail__V1__StatsRequest *rq = (const void *)c->in;
     dt_server *s = c->srv;
+    dt_outcome_stats_opts so;
+    dt_outcome_stats_opts_default(&so);
+    if (rq->field_depth_present_case) so.field_depth = (int)rq->field_depth;
+    if (rq->region_depth_present_case) so.region_depth = (int)rq->region_depth;
+    if (!rq->groups) so.field_depth = so.region_depth = 0; /* one group: the total alone */
+    dt_rpc_fold_served(s);
     pthread_rwlock_rdlock(&s->lock);
     size_t nt;
     const char *const *names = dt_engine_tenants(s->engine, &nt);
     Dovetail__V1__TenantStats *ts = calloc(nt ? nt : 1, sizeof *ts);
     Dovetail__V1__TenantStats **tp = calloc(nt ? nt : 1, sizeof *tp);
+    tenant_buf *tb = calloc(nt ? nt : 1, sizeof *tb);
     size_t k = 0;
-    if (ts && tp) {
-        for (size_t i = 0; i < nt; i++) {
-            if (rq->tenant && *rq->tenant && strcmp(rq->tenant, names[i]) != 0) continue;
-            Dovetail__V1__TenantStats *t = &ts[k];
-            dovetail__v1__tenant_stats__init(t);
-            t->tenant = (char *)names[i];
-            for (int side = 0; side < 2; side++) {
-                dt_index *idx = dt_engine_index(s->engine, names[i], (dt_side)side);
-                if (!idx) continue;
-                size_t cnt = dt_index_count(idx), open = dt_index_count_open(idx);
-                if (side == DT_DEMAND)
-                    t->demands = (uint32_t)cnt;
-                else
-                    t->achievements = (uint32_t)cnt;
-                t->open += (uint32_t)open;
-                t->closed += (uint32_t)(cnt - open);
-                if (dt_index_dim(idx)) t->dimension = (uint32_t)dt_index_dim(idx);
-            }
-            t->index_epoch = dt_engine_epoch(s->engine, names[i]);
-            tp[k++] = t;
+    dt_err err = DT_ERR_INIT;
+    int rc = ts && tp && tb ? 0 : dt_err_set(&err, DT_ENOMEM, NULL, "out of memory");
+    for (size_t i = 0; rc == 0 && i < nt; i++) {
+        if (rq->tenant && *rq->tenant && strcmp(rq->tenant, names[i]) != 0) continue;
+        Dovetail__V1__TenantStats *t = &ts[k];
+        tenant_buf *b = &tb[k];
+        dovetail__v1__tenant_stats__init(t);
+        t->tenant = (char *)names[i];
+        for (int side = 0; side < 2; side++) {
+            dt_index *idx = dt_engine_index(s->engine, names[i], (dt_side)side);
+            if (!idx) continue;
+            size_t cnt = dt_index_count(idx), open = dt_index_count_open(idx);
+            if (side == DT_DEMAND)
+                t->demands = (uint32_t)cnt;
+            else
+                t->achievements = (uint32_t)cnt;
+            t->open += (uint32_t)open;
+            t->closed += (uint32_t)(cnt - open);
+            if (dt_index_dim(idx)) t->dimension = (uint32_t)dt_index_dim(idx);
         }
+        t->index_epoch = dt_rpc_tenant_epoch(s, names[i]);
+        tp[k++] = t;
+        if (!s->outcomes) continue;
+        if ((rc = dt_outcome_stats(s->outcomes, s->engine, names[i], &so, &b->rows, &b->n_rows, &err)) < 0) break;
+        const dt_outcome_stats_row *r = &b->rows[0];
+        counts_pb(r, &b->total);
+        t->demands_open = clamp32(r->demands_open);
+        t->achievements_open = clamp32(r->achievements_open);
+        t->served_demands = r->served_demands;
+        t->served_achievements = r->served_achievements;
+        t->events = &b->total.events;
+        t->declines = &b->total.declines;
+        t->contacted_pairs = r->contacted_pairs;
+        t->deal_pairs = r->deal_pairs;
+        t->conversion = r->conversion;
+        t->deal_amount = r->deal_amount;
+        size_t ng = rq->groups && b->n_rows > 1 ? b->n_rows - 1 : 0;
+        if (!ng) continue;
+        b->groups = calloc(ng, sizeof *b->groups);
+        b->gp = calloc(ng, sizeof *b->gp);
+        b->gpb = calloc(ng, sizeof *b->gpb);
+        if (!b->groups || !b->gp || !b->gpb) {
+            rc = dt_err_set(&err, DT_ENOMEM, NULL, "out of memory");
+            break;
+        }
+        for (size_t g = 0; g < ng; g++) {
+            group_pb(&b->rows[g + 1], &b->groups[g], &b->gpb[g]);
+            b->gp[g] = &b->groups[g];
+        }
+        t->groups = b->gp;
+        t->n_groups = ng;
+    }
+    if (rc == 0) {
         Dovetail__V1__StatsResponse resp = DOVETAIL__V1__STATS_RESPONSE__INIT;
         resp.n_tenants = k;
         resp.tenants = tp;
         dt_rpc_finish(c, &resp.base);
     } else {
-        c->code = TW_INTERNAL;
-        dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory");
+        engine_error(c, &err);
     }
     pthread_rwlock_unlock(&s->lock);
+    for (size_t i = 0; tb && i < nt; i++) {
+        free(tb[i].rows);
+        free(tb[i].groups);
+        free(tb[i].gp);
+        free(tb[i].gpb);
+    }
+    free(tb);
     free(ts);
     free(tp);
+}
+
+/* ---- RecordOutcome ---- */
+
+static void run_record_outcome(dt_call *c)
+{
+    const Dovetail__V1__RecordOutcomeRequest *rq = (const void *)c->in;
+    dt_server *s = c->srv;
+    size_t n = rq->n_outcomes;
+    dt_outcome_event *evs = calloc(n ? n : 1, sizeof *evs);
+    if (!evs || !s->outcomes) {
+        free(evs);
+        c->code = TW_INTERNAL;
+        dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (outcome_from_pb(c, rq->outcomes[i], i, &evs[i]) < 0) {
+            free(evs);
+            return;
+        }
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    uint64_t seq = 0;
+    dt_err err = DT_ERR_INIT;
+    if (n && s->durable && dt_durable_encode_outcomes(c->tenant, evs, n, &payload, &plen, &err) < 0) {
+        free(evs);
+        c->code = TW_INTERNAL;
+        dt_err_set(&c->err, err.code, NULL, "cannot encode the journal entry: %.200s", err.msg);
+        return;
+    }
+    pthread_rwlock_wrlock(&s->lock);
+    fold_locked(s);
+    size_t done = 0;
+    /* every id first, under the lock the events are applied under: all or nothing */
+    for (size_t i = 0; i < n; i++)
+        if (dt_outcome_event_check_stored(s->engine, &evs[i], &err) < 0) {
+            char field[64];
+            snprintf(field, sizeof field, "outcomes[%zu].%.30s", i, err.field);
+            snprintf(err.field, sizeof err.field, "%s", field);
+            engine_error(c, &err);
+            break;
+        }
+    if (c->code == TW_OK && n) {
+        /* journal first, then memory: a write the journal refuses changes nothing */
+        if (s->durable && dt_durable_append(s->durable, DT_J_OUTCOMES, payload, plen, &seq, &err) < 0) {
+            c->code = TW_INTERNAL;
+            dt_err_set(&c->err, DT_EIO, NULL, "the outcomes could not be journaled (%.180s); nothing was stored",
+                       err.msg);
+        } else {
+            for (; done < n; done++)
+                if (dt_outcome_add(s->outcomes, &evs[done], &err) < 0) break;
+            if (done < n) {
+                char field[64];
+                snprintf(field, sizeof field, "outcomes[%zu]%s%.30s", done, err.field[0] ? "." : "", err.field);
+                snprintf(err.field, sizeof err.field, "%s", field);
+                engine_error(c, &err); /* validated already, so this is memory: earlier events stay */
+            }
+        }
+    }
+    c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
+    uint64_t total = dt_outcome_count(s->outcomes, c->tenant);
+    pthread_rwlock_unlock(&s->lock);
+    if (c->code == TW_OK && seq && dt_durable_sync(s->durable, seq, &err) < 0) {
+        c->code = TW_INTERNAL;
+        dt_err_set(&c->err, DT_EIO, NULL, "the outcomes could not be made durable (%.180s); not acknowledged",
+                   err.msg);
+    }
+    if (c->code == TW_OK) {
+        Dovetail__V1__RecordOutcomeResponse resp = DOVETAIL__V1__RECORD_OUTCOME_RESPONSE__INIT;
+        resp.recorded = (uint32_t)n;
+        resp.tenant_outcomes = total;
+        resp.index_epoch = c->epoch_after;
+        dt_rpc_finish(c, &resp.base);
+    }
+    free(payload);
+    free(evs);
 }
 
 /* ---- Match ---- */
@@ -612,7 +880,7 @@ static void match_to_pb(dt_call *c, const dt_match_result *res)
     resp.n_matches = n;
     resp.matches = mp;
     resp.total_candidates = (uint32_t)res->total_candidates;
-    resp.index_epoch = res->epoch;
+    resp.index_epoch = res->epoch + (c->srv->outcomes ? dt_outcome_count(c->srv->outcomes, c->tenant) : 0);
     dt_rpc_finish(c, &resp.base);
 out:
     free(ms);
@@ -623,6 +891,19 @@ out:
     free(spp);
     free(tm);
     free(tmp);
+}
+
+#define SERVED_FOLD_AT 4096
+
+/* A Match by a stored record that returns n matches counts n as served for that record. */
+static void note_served(dt_call *c, size_t n)
+{
+    const Dovetail__V1__MatchRequest *r = (const void *)c->in;
+    dt_side side;
+    if (!n || !c->srv->served || r->query_case != DOVETAIL__V1__MATCH_REQUEST__QUERY_RECORD || !r->record ||
+        side_of(r->record->side, &side) < 0)
+        return;
+    dt_served_note(c->srv->served, c->tenant, side, r->record->id, n, NULL);
 }
 
 void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_searcher *sr)
@@ -685,9 +966,12 @@ void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_searcher *sr)
     }
     for (size_t i = 0; i < m; i++) {
         match_to_pb(live[i], &res[i]);
+        if (live[i]->code == TW_OK) note_served(live[i], res[i].n);
         dt_match_result_free(&res[i]);
     }
     if (s) pthread_rwlock_unlock(&s->lock);
+    /* the pending table stays small: past a threshold the worker folds it itself */
+    if (s && s->served && dt_served_pending(s->served) >= SERVED_FOLD_AT) dt_rpc_fold_served(s);
 out:
     free(qs);
     free(ws);
@@ -704,6 +988,7 @@ void dt_rpc_run(dt_call *c, dt_searcher *sr)
     case DT_M_MATCH: dt_rpc_run_match_batch(&c, 1, sr); break;
     case DT_M_STATS: run_stats(c); break;
     case DT_M_PAIR_EVENT: dt_rpc_event_run(c, sr); break;
+    case DT_M_RECORD_OUTCOME: run_record_outcome(c); break;
     default:
         c->code = TW_UNIMPLEMENTED;
         dt_err_set(&c->err, DT_EINVAL, NULL, "method %s is not implemented", c->method->name);
@@ -715,6 +1000,7 @@ int dt_rpc_from_cache(dt_call *c, const void *val, size_t len)
     Dovetail__V1__MatchResponse *r = dovetail__v1__match_response__unpack(NULL, len, val);
     if (!r) return -1;
     r->cached = 1;
+    size_t served = r->n_matches;
     dt_call tmp = *c;
     tmp.out = NULL;
     tmp.out_json = NULL;
@@ -730,5 +1016,6 @@ int dt_rpc_from_cache(dt_call *c, const void *val, size_t len)
     c->out_len = tmp.out_len;
     c->out_json = tmp.out_json;
     c->out_json_len = tmp.out_json_len;
+    note_served(c, served);
     return 0;
 }

@@ -687,6 +687,7 @@ void dt_rpc_event_run(dt_call *c, dt_searcher *sr)
     dt_err err = DT_ERR_INIT;
     pthread_rwlock_rdlock(&s->lock);
     int rc = dt_event_pair(s->engine, sr, &b.sp, &r, &err);
+    if (rc == 0 && s->outcomes) r->epoch += dt_outcome_count(s->outcomes, c->tenant); /* as dt_rpc_tenant_epoch */
     pthread_rwlock_unlock(&s->lock);
     spec_buf_free(&b);
     if (rc < 0) {

@@ -19,7 +19,9 @@
 #include "dovetail/v1/matchmaker.pb-c.h"
 #include "engine.h"
 #include "metrics.h"
+#include "outcome.h"
 #include "pool.h"
+#include "served.h"
 
 /* Twirp error codes, in the order of dt_twirp_names (index 0 is success). */
 typedef enum {
@@ -47,7 +49,16 @@ typedef enum {
 extern const char *const dt_twirp_names[TW_COUNT];
 
 /* The RPC methods, by the name the service descriptor gives them (the .proto's order is free). */
-typedef enum { DT_M_UPSERT_RECORDS, DT_M_DELETE_RECORDS, DT_M_GET_RECORD, DT_M_MATCH, DT_M_STATS, DT_M_PAIR_EVENT, DT_M_COUNT } dt_method;
+typedef enum {
+    DT_M_UPSERT_RECORDS,
+    DT_M_DELETE_RECORDS,
+    DT_M_GET_RECORD,
+    DT_M_MATCH,
+    DT_M_STATS,
+    DT_M_PAIR_EVENT,
+    DT_M_RECORD_OUTCOME,
+    DT_M_COUNT
+} dt_method;
 extern const char *const dt_method_names[DT_M_COUNT];
 int dt_twirp_status(dt_twirp_code c);
 /* The Twirp code for a dt_err code (DT_EINVAL -> invalid_argument, ...). */
@@ -57,7 +68,7 @@ typedef struct dt_config {
     const char *listen;        /* "127.0.0.1:8080" */
     int workers;
     size_t max_body;           /* bytes of a request body */
-    size_t max_records;        /* records (or ids) in one UpsertRecords / DeleteRecords */
+    size_t max_records;        /* records, ids or outcome events in one write call */
     size_t max_text;           /* bytes of a free-text query */
     size_t max_k;              /* k + offset of a Match */
     size_t max_queue;          /* queued jobs; beyond: resource_exhausted */
@@ -97,7 +108,9 @@ typedef struct dt_server {
     struct evhttp_bound_socket *sock;
     int port;                   /* the bound port (useful with port 0) */
     dt_engine *engine;
-    pthread_rwlock_t lock;      /* engine: writers exclusive, searches shared */
+    dt_outcome_store *outcomes; /* outcome events and served counts, guarded by lock like the engine */
+    dt_served *served;          /* served counts noted by Match, not yet folded into outcomes */
+    pthread_rwlock_t lock;      /* engine and outcomes: writers exclusive, searches shared */
     dt_pool *pool;
     dt_cache *cache;
     dt_metrics metrics;
@@ -163,8 +176,15 @@ const char *dt_rpc_tenant(const dt_call *c);
 /* Packs a response into c->out (and c->out_json for JSON calls) and sets c->code; on failure
  * c->code is internal. Any worker-side handler ends with it. */
 void dt_rpc_finish(dt_call *c, const ProtobufCMessage *msg);
-/* Re-encodes a cached packed MatchResponse for this call with cached = true (loop thread). */
+/* Re-encodes a cached packed MatchResponse for this call with cached = true (loop thread); a Match
+ * by a stored record counts its matches as served. */
 int dt_rpc_from_cache(dt_call *c, const void *val, size_t len);
+/* The tenant's index epoch: the engine's write counter plus the outcome events stored, so it grows
+ * with every write of records or outcomes. The caller holds s->lock (either mode). */
+uint64_t dt_rpc_tenant_epoch(const dt_server *s, const char *tenant);
+/* Moves the served counts Match noted into s->outcomes, taking the write lock when there are any.
+ * The caller holds no lock. */
+void dt_rpc_fold_served(dt_server *s);
 
 /* ---- rpc_event.c: PairEvent, and the latest schedule page per (tenant, event id) ---- */
 typedef struct dt_event_store dt_event_store;

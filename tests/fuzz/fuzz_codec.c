@@ -1,6 +1,6 @@
-/* fuzz_codec.c - libFuzzer target: dt_codec_decode_record (loaders/codec.h), plus the payload
- * decoders of dovetaild's journal entries and snapshot sections (fuzz_durable.h) over the same
- * bytes.
+/* fuzz_codec.c - libFuzzer target: dt_codec_decode_record and dt_codec_get_outcome
+ * (loaders/codec.h), plus the payload decoders of dovetaild's journal entries and snapshot sections
+ * (fuzz_durable.h) over the same bytes.
  *
  * Checks: a refusal is -DT_ECORRUPT (or -DT_ENOMEM) with err filled and the record left empty; a
  * decoded record re-encodes to exactly the input (the encoding is canonical, docs/durability.md),
@@ -51,5 +51,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)fz_decode_delete(data, size, &e);
     (void)fz_decode_build(data, size, &e);
     (void)fz_decode_basis(data, size, &e);
+    (void)fz_decode_outcomes(data, size, &e);
+    (void)fz_decode_served(data, size, &e);
+    /* the bytes as one outcome event: a decoded one re-encodes to exactly the input */
+    dt_codec_reader rd;
+    dt_codec_reader_init(&rd, data, size);
+    dt_outcome_event ev;
+    dt_err oe = DT_ERR_INIT;
+    if (dt_codec_get_outcome(&rd, &ev, &oe) == 0 && dt_codec_reader_end(&rd, "outcome", &oe) == 0) {
+        dt_codec_buf b = DT_CODEC_BUF_INIT;
+        fz_check(dt_codec_put_outcome(&b, &ev, &oe) == 0, "a decoded outcome does not encode: %s", oe.msg);
+        fz_check(b.len == size && memcmp(b.data, data, size) == 0, "an outcome re-encodes differently");
+        dt_codec_buf_fini(&b);
+    } else {
+        fz_check(oe.code == DT_ECORRUPT || oe.code == DT_ENOMEM, "outcome decode: error code %d", oe.code);
+    }
+    dt_codec_outcome_fini(&ev);
     return 0;
 }

@@ -11,10 +11,13 @@
 
 #include "codec.h"
 #include "fuzz_util.h"
+#include "outcome.h"
 
-enum { FZ_J_UPSERT = 1, FZ_J_DELETE = 2, FZ_J_BUILD = 3 }; /* journal entry types */
-enum { FZ_S_BASIS = 1, FZ_S_RECORDS = 2 };                 /* snapshot section types */
+enum { FZ_J_UPSERT = 1, FZ_J_DELETE = 2, FZ_J_BUILD = 3, FZ_J_OUTCOMES = 4 }; /* journal entry types */
+enum { FZ_S_BASIS = 1, FZ_S_RECORDS = 2, FZ_S_OUTCOMES = 3, FZ_S_SERVED = 4 }; /* snapshot section types */
 #define FZ_MAX_IDS (10u * 1000 * 1000)
+#define FZ_MIN_OUTCOME_BYTES 29 /* version, kind, reason, two 1-byte ids, amount, at */
+#define FZ_MIN_SERVED_BYTES 14  /* side, a 1-byte id, count */
 
 /* u32 count, then count records. Every decoded record is also run through dt_record_validate
  * (any verdict) and must re-encode to the bytes it came from. */
@@ -61,6 +64,66 @@ static inline int fz_decode_delete(const uint8_t *p, size_t len, dt_err *err)
     }
     free(tenant);
     return rc ? rc : dt_codec_reader_end(&rd, "delete", err);
+}
+
+/* str tenant, u32 count, count outcome events (a RecordOutcome entry or an outcome section).
+ * Every decoded event must re-encode to the bytes it came from; it is then validated and added to a
+ * store (any verdict), as replay does. */
+static inline int fz_decode_outcomes(const uint8_t *p, size_t len, dt_err *err)
+{
+    dt_codec_reader rd;
+    dt_codec_reader_init(&rd, p, len);
+    char *tenant = NULL;
+    uint32_t n = 0;
+    dt_outcome_store *os = dt_outcome_store_new(NULL);
+    fz_check(os != NULL, "out of memory");
+    int rc = dt_codec_get_str(&rd, &tenant, DT_TENANT_MAX, "tenant", err);
+    if (!rc) rc = dt_codec_get_count(&rd, &n, FZ_MAX_IDS, FZ_MIN_OUTCOME_BYTES, "count", err);
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        size_t at = rd.pos;
+        dt_outcome_event ev;
+        rc = dt_codec_get_outcome(&rd, &ev, err);
+        if (rc) {
+            fz_check(!ev.demand_id && !ev.achievement_id, "a failed outcome decode left ids behind");
+            break;
+        }
+        dt_codec_buf b = DT_CODEC_BUF_INIT;
+        dt_err e = DT_ERR_INIT;
+        fz_check(dt_codec_put_outcome(&b, &ev, &e) == 0, "a decoded outcome does not encode: %s: %s", e.field, e.msg);
+        fz_check(b.len == rd.pos - at && memcmp(b.data, p + at, b.len) == 0,
+                 "outcome at offset %zu re-encodes differently", at);
+        dt_codec_buf_fini(&b);
+        ev.tenant = tenant;
+        if (dt_outcome_add(os, &ev, &e) == 0)
+            fz_check(dt_outcome_event_validate(&ev, &e) == 0, "the store took an event validate refuses");
+        dt_codec_outcome_fini(&ev);
+    }
+    free(tenant);
+    dt_outcome_store_free(os);
+    return rc ? rc : dt_codec_reader_end(&rd, "outcomes", err);
+}
+
+/* str tenant, u32 count, count x (u8 side 0 or 1, str id, u64 served). */
+static inline int fz_decode_served(const uint8_t *p, size_t len, dt_err *err)
+{
+    dt_codec_reader rd;
+    dt_codec_reader_init(&rd, p, len);
+    char *tenant = NULL;
+    uint32_t n = 0;
+    int rc = dt_codec_get_str(&rd, &tenant, DT_TENANT_MAX, "tenant", err);
+    if (!rc) rc = dt_codec_get_count(&rd, &n, FZ_MAX_IDS, FZ_MIN_SERVED_BYTES, "count", err);
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        uint8_t side = 0;
+        uint64_t served = 0;
+        char *id = NULL;
+        rc = dt_codec_get_u8(&rd, &side, "side", err);
+        if (!rc && side > 1) rc = dt_err_set(err, DT_ECORRUPT, "side", "bad side %u", side);
+        if (!rc) rc = dt_codec_get_str(&rd, &id, DT_ID_MAX, "id", err);
+        if (!rc) rc = dt_codec_get_u64(&rd, &served, "served", err);
+        free(id);
+    }
+    free(tenant);
+    return rc ? rc : dt_codec_reader_end(&rd, "served", err);
 }
 
 /* str tenant. */

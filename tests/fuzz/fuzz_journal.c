@@ -48,6 +48,7 @@ static int on_entry(void *ud, uint8_t type, const uint8_t *p, size_t len, uint64
     if (type == FZ_J_UPSERT) rc = fz_decode_records(p, len, &e);
     else if (type == FZ_J_DELETE) rc = fz_decode_delete(p, len, &e);
     else if (type == FZ_J_BUILD) rc = fz_decode_build(p, len, &e);
+    else if (type == FZ_J_OUTCOMES) rc = fz_decode_outcomes(p, len, &e);
     if (rc && st->stop_on_bad) {
         *err = e;
         return rc;

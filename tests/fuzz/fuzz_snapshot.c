@@ -46,6 +46,8 @@ static int on_section(void *ud, uint8_t type, const uint8_t *p, size_t len, dt_e
     int rc = 0;
     if (type == FZ_S_RECORDS) rc = fz_decode_records(p, len, &e);
     else if (type == FZ_S_BASIS) rc = fz_decode_basis(p, len, &e);
+    else if (type == FZ_S_OUTCOMES) rc = fz_decode_outcomes(p, len, &e);
+    else if (type == FZ_S_SERVED) rc = fz_decode_served(p, len, &e);
     if (rc && st->stop_on_bad) {
         *err = e;
         return rc;

@@ -15,15 +15,17 @@ static const ProtobufCMessageDescriptor *const fz_twirp_types[] = {
     &dovetail__v1__match_request__descriptor,
     &dovetail__v1__stats_request__descriptor,
     &dovetail__v1__pair_event_request__descriptor,
+    &dovetail__v1__record_outcome_request__descriptor,
     &dovetail__v1__upsert_records_response__descriptor,
     &dovetail__v1__delete_records_response__descriptor,
     &dovetail__v1__get_record_response__descriptor,
     &dovetail__v1__match_response__descriptor,
     &dovetail__v1__stats_response__descriptor,
     &dovetail__v1__pair_event_response__descriptor,
+    &dovetail__v1__record_outcome_response__descriptor,
 };
 #define FZ_TWIRP_NTYPES (sizeof fz_twirp_types / sizeof fz_twirp_types[0])
-#define FZ_TWIRP_NREQUESTS 6
+#define FZ_TWIRP_NREQUESTS 7
 
 static inline const ProtobufCMessageDescriptor *fz_twirp_type(uint8_t b)
 {

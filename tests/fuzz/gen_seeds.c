@@ -8,7 +8,7 @@
  * their protobuf form by dt_pbjson_decode + protobuf_c_message_pack, HTTP requests around both,
  * CSV and JSON Lines rows from the demo records and the loader test files, tokenizer texts from
  * the demo records, journal files by dt_journal_append, snapshot files by dt_snapshot_*, encoded
- * records by dt_codec_encode_record. Run by `tests/fuzz/run.sh --seeds`; the output is committed.
+ * records by dt_codec_encode_record, outcome events by dt_codec_put_outcome. Run by `tests/fuzz/run.sh --seeds`; the output is committed.
  * The same inputs give the same files (names are numbered, not hashed), except for the creation
  * time in the snapshot headers.
  */
@@ -145,7 +145,7 @@ static const char *const twirp_json[][2] = {
      "\"excludeIds\":[\"ach-00009\"]},\"k\":10,\"offset\":0,\"explain\":true,"
      "\"weights\":{\"dense\":0.5,\"lexical\":0.3,\"structured\":0.2}}",
      "{\"text\":\"固态电池 solid-state battery electrolyte\",\"target_side\":\"SIDE_ACHIEVEMENT\",\"k\":\"5\"}"},
-    {"{\"tenant\":\"suzhou-park\"}", "{}"},
+    {"{\"tenant\":\"suzhou-park\",\"groups\":true,\"fieldDepth\":2,\"regionDepth\":1}", "{\"field_depth\":0}"},
     {"{\"tenant\":\"public\",\"eventId\":\"deep-dive-2025-06\",\"smes\":{\"ids\":[\"dem-00001\",\"dem-00002\"]},"
      "\"holders\":{\"filter\":{\"regions\":[\"CN.32\"],\"trlMin\":5}},\"slots\":6,\"tables\":10,\"maxMeetings\":3,"
      "\"minMeetings\":1,\"smeLimits\":[{\"id\":\"dem-00001\",\"maxMeetings\":2}],"
@@ -156,6 +156,11 @@ static const char *const twirp_json[][2] = {
      "\"metBefore\":[],\"locked\":[{\"smeId\":\"dem-00001\",\"holderId\":\"ach-00004\",\"slot\":1,\"table\":1}],"
      "\"candidates\":20,\"weights\":{\"dense\":1},\"boostOne\":0.1,\"boostBoth\":0.25,\"decayGamma\":0.8}",
      "{\"event_id\":\"e1\",\"smes\":{\"ids\":[\"d1\"]},\"holders\":{\"ids\":[\"a1\"]},\"slots\":1,\"tables\":1}"},
+    {"{\"tenant\":\"suzhou-park\",\"outcomes\":[{\"demandId\":\"dem-00001\",\"achievementId\":\"ach-00004\","
+     "\"kind\":\"OUTCOME_KIND_DECLINED\",\"reason\":\"DECLINE_REASON_PRICE\",\"at\":\"1714521600\"},"
+     "{\"demandId\":\"dem-00001\",\"achievementId\":\"ach-00007\",\"kind\":\"OUTCOME_KIND_DEAL_SIGNED\","
+     "\"amount\":1250000.5}]}",
+     "{\"outcomes\":[{\"demand_id\":\"d1\",\"achievement_id\":\"a1\",\"kind\":2,\"amount\":\"NaN\"}]}"},
     {"{\"upserted\":2,\"indexEpoch\":\"7\"}", "{}"},
     {"{\"deleted\":1,\"notFound\":[\"ach-00002\"],\"indexEpoch\":\"8\"}", "{\"not_found\":[]}"},
     {"{\"record\":{\"tenant\":\"public\",\"id\":\"dem-00003\",\"side\":\"SIDE_DEMAND\",\"title\":\"LED显示屏降本增效\","
@@ -168,7 +173,13 @@ static const char *const twirp_json[][2] = {
      "\"totalCandidates\":412,\"cached\":true,\"indexEpoch\":\"12\"}",
      "{\"matches\":[{\"score\":-0.0,\"price_max\":1e21}],\"total_candidates\":0}"},
     {"{\"tenants\":[{\"tenant\":\"public\",\"demands\":3000,\"achievements\":4000,\"open\":6500,\"closed\":500,"
-     "\"indexEpoch\":\"3\",\"dimension\":256}]}",
+     "\"indexEpoch\":\"3\",\"dimension\":256,\"demandsOpen\":2900,\"achievementsOpen\":3600,"
+     "\"servedDemands\":\"120000\",\"servedAchievements\":\"45000\",\"events\":{\"viewed\":\"900\","
+     "\"contacted\":\"120\",\"declined\":\"40\",\"meetingHeld\":\"30\",\"negotiating\":\"12\","
+     "\"dealSigned\":\"5\"},\"declines\":{\"tooEarlyStage\":\"10\",\"unclearBenefit\":\"8\",\"price\":\"20\","
+     "\"other\":\"2\"},\"contactedPairs\":\"100\",\"dealPairs\":\"5\",\"conversion\":0.05,"
+     "\"dealAmount\":6250000,\"groups\":[{\"field\":\"C\",\"region\":\"CN.32\",\"demands\":100,"
+     "\"servedDemands\":\"7\",\"events\":{\"viewed\":\"3\"},\"conversion\":0}]}]}",
      "{\"tenants\":[]}"},
     {"{\"eventId\":\"deep-dive-2025-06\",\"meetings\":[{\"slot\":1,\"table\":2,\"sme\":{\"id\":\"dem-00001\","
      "\"title\":\"锂电池回收\",\"org\":\"某某新能源\"},\"holder\":{\"id\":\"ach-00004\"},\"score\":0.7,\"value\":0.95,"
@@ -180,6 +191,7 @@ static const char *const twirp_json[][2] = {
      "\"holderId\":\"a\",\"reasons\":[10]}],\"totalScore\":0.7,\"totalValue\":0.95,\"smes\":2,\"holders\":5,"
      "\"candidates\":40,\"mustMet\":1,\"indexEpoch\":\"12\",\"htmlUrl\":\"/events/public/deep-dive-2025-06.html\"}",
      "{\"event_id\":\"e\"}"},
+    {"{\"recorded\":2,\"tenantOutcomes\":\"42\",\"indexEpoch\":\"19\"}", "{}"},
 };
 
 static ProtobufCMessage *decode_json(size_t type, const char *json)
@@ -222,8 +234,8 @@ static void http_seed(size_t k, const char *method, const char *path, const char
 
 static void twirp_seeds(void)
 {
-    const char *methods[FZ_TWIRP_NREQUESTS] = {"UpsertRecords", "DeleteRecords", "GetRecord",
-                                               "Match",         "Stats",         "PairEvent"};
+    const char *methods[FZ_TWIRP_NREQUESTS] = {"UpsertRecords", "DeleteRecords", "GetRecord",    "Match",
+                                               "Stats",         "PairEvent",     "RecordOutcome"};
     size_t hk = 0;
     for (size_t t = 0; t < FZ_TWIRP_NTYPES; t++)
         for (int v = 0; v < 2; v++) {
@@ -476,6 +488,60 @@ static void basis_payload(uint8_t **p, size_t *len)
     if (dt_codec_buf_take(&b, p, len, &err) != 0) die("encode: %s", err.msg);
 }
 
+/* A RecordOutcome payload (or outcome section) over the first demand and achievement of recs:
+ * every kind once, a decline for each reason. */
+static void outcomes_payload(const rec_list *recs, uint8_t **p, size_t *len)
+{
+    const char *dem = NULL, *ach = NULL;
+    for (size_t i = 0; i < recs->n; i++) {
+        if (!dem && recs->v[i].side == DT_DEMAND) dem = recs->v[i].id;
+        if (!ach && recs->v[i].side == DT_ACHIEVEMENT) ach = recs->v[i].id;
+    }
+    if (!dem || !ach) die("no demand or no achievement among the seed records");
+    dt_codec_buf b = DT_CODEC_BUF_INIT;
+    dt_err err = DT_ERR_INIT;
+    dt_codec_put_str(&b, "public");
+    dt_codec_put_u32(&b, DT_OUTCOME_KIND_COUNT + DT_OUTCOME_REASON_COUNT - 2);
+    for (int k = 0; k < DT_OUTCOME_KIND_COUNT; k++) {
+        dt_outcome_event ev;
+        dt_outcome_event_init(&ev);
+        ev.demand_id = dem;
+        ev.achievement_id = ach;
+        ev.kind = (dt_outcome_kind)k;
+        ev.reason = k == DT_OUTCOME_DECLINED ? DT_OUTCOME_REASON_PRICE : DT_OUTCOME_REASON_NONE;
+        ev.amount = k == DT_OUTCOME_DEAL_SIGNED ? 1250000.0 : ev.amount;
+        ev.at = 1700000000 + k;
+        if (dt_codec_put_outcome(&b, &ev, &err) != 0) die("encode: %s", err.msg);
+    }
+    for (int r = DT_OUTCOME_REASON_TOO_EARLY_STAGE; r < DT_OUTCOME_REASON_COUNT; r++) {
+        if (r == DT_OUTCOME_REASON_PRICE) continue;
+        dt_outcome_event ev;
+        dt_outcome_event_init(&ev);
+        ev.demand_id = dem;
+        ev.achievement_id = "ach-00002";
+        ev.kind = DT_OUTCOME_DECLINED;
+        ev.reason = (dt_outcome_reason)r;
+        if (dt_codec_put_outcome(&b, &ev, &err) != 0) die("encode: %s", err.msg);
+    }
+    if (dt_codec_buf_take(&b, p, len, &err) != 0) die("encode: %s", err.msg);
+}
+
+/* A served-counts section: two demands and one achievement. */
+static void served_payload(uint8_t **p, size_t *len)
+{
+    dt_codec_buf b = DT_CODEC_BUF_INIT;
+    dt_err err = DT_ERR_INIT;
+    dt_codec_put_str(&b, "public");
+    dt_codec_put_u32(&b, 3);
+    const char *ids[] = {"dem-00001", "dem-00002", "ach-00001"};
+    for (int i = 0; i < 3; i++) {
+        dt_codec_put_u8(&b, i < 2 ? 0 : 1);
+        dt_codec_put_str(&b, ids[i]);
+        dt_codec_put_u64(&b, (uint64_t)(10 * i + 3));
+    }
+    if (dt_codec_buf_take(&b, p, len, &err) != 0) die("encode: %s", err.msg);
+}
+
 static char *tmp_dir(const char *what)
 {
     char *d = malloc(256);
@@ -541,6 +607,25 @@ static void journal_seeds(const rec_list *recs)
     free(dup);
     free(file);
     rm_dir(dir);
+
+    /* records, then a RecordOutcome call, then a delete */
+    j = dt_journal_open(dir, DT_FSYNC_NO, 1, &err);
+    if (!j) die("journal: %s", err.msg);
+    upsert_payload(recs, 0, 2, &p, &len);
+    if (dt_journal_append(j, 1, p, len, NULL, &err) != 0) die("append: %s", err.msg);
+    free(p);
+    outcomes_payload(recs, &p, &len);
+    if (dt_journal_append(j, 4, p, len, NULL, &err) != 0) die("append: %s", err.msg);
+    free(p);
+    delete_payload("public", recs->v[0].side, ids, 2, &p, &len);
+    if (dt_journal_append(j, 2, p, len, NULL, &err) != 0) die("append: %s", err.msg);
+    free(p);
+    dt_journal_close(j);
+    file = read_all(path, &n);
+    seed("journal", "outcomes-0", 0x00, file, n);        /* as written */
+    seed("journal", "outcomes-1", 0x80 | 0x01, file, n); /* stop on a bad payload */
+    free(file);
+    rm_dir(dir);
     free(dir);
 }
 
@@ -563,7 +648,25 @@ static void snapshot_seeds(const rec_list *recs)
     free(p);
     if (dt_snapshot_put(w, 9, NULL, 0, &err) != 0) die("put: %s", err.msg);
     if (dt_snapshot_commit(w, &err) != 0) die("commit: %s", err.msg);
+    /* the same with the outcome store's sections, at seq 3 */
+    if (dt_snapshot_begin(dir, 3, &w, &err) != 0) die("snapshot: %s", err.msg);
+    upsert_payload(recs, 0, 2, &p, &len);
+    if (dt_snapshot_put(w, 2, p, len, &err) != 0) die("put: %s", err.msg);
+    free(p);
+    outcomes_payload(recs, &p, &len);
+    if (dt_snapshot_put(w, 3, p, len, &err) != 0) die("put: %s", err.msg);
+    free(p);
+    served_payload(&p, &len);
+    if (dt_snapshot_put(w, 4, p, len, &err) != 0) die("put: %s", err.msg);
+    free(p);
+    if (dt_snapshot_commit(w, &err) != 0) die("commit: %s", err.msg);
     char path[512];
+    snprintf(path, sizeof path, "%s/snapshot.%020d.dt", dir, 3);
+    size_t no;
+    char *ofile = read_all(path, &no);
+    seed("snapshot", "outcomes-0", 0x02, ofile, no);               /* as written */
+    seed("snapshot", "outcomes-1", 0x02 | 0x80 | 0x09, ofile, no); /* stop on a bad section */
+    free(ofile);
     snprintf(path, sizeof path, "%s/snapshot.%020d.dt", dir, 2);
     size_t n;
     char *file = read_all(path, &n);
@@ -604,6 +707,24 @@ static void codec_seeds(const rec_list *recs)
     delete_payload("public", 0, ids, 3, &p, &len);
     seed("codec", "delete", -1, p, len);
     free(p);
+    outcomes_payload(recs, &p, &len);
+    seed("codec", "outcomes", -1, p, len);
+    free(p);
+    served_payload(&p, &len);
+    seed("codec", "served", -1, p, len);
+    free(p);
+    dt_outcome_event ev;
+    dt_outcome_event_init(&ev);
+    ev.demand_id = "dem-00001";
+    ev.achievement_id = "ach-00001";
+    ev.kind = DT_OUTCOME_DEAL_SIGNED;
+    ev.amount = 880000.0;
+    ev.at = 1700000000;
+    dt_codec_buf b = DT_CODEC_BUF_INIT;
+    dt_err err = DT_ERR_INIT;
+    if (dt_codec_put_outcome(&b, &ev, &err) != 0) die("encode: %s", err.msg);
+    seed("codec", "outcome", -1, b.data, b.len);
+    dt_codec_buf_fini(&b);
 }
 
 int main(int argc, char **argv)

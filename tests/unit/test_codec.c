@@ -1,4 +1,5 @@
-/* test_codec.c - the record encoding and the checked writer/reader (loaders/codec.c).
+/* test_codec.c - the record and outcome event encodings and the checked writer/reader
+ * (loaders/codec.c).
  *
  * Round trips of random records compared field by field (bit patterns for floats), the byte layout
  * against docs/durability.md, encoder refusals, and hostile input: every truncation and every byte
@@ -749,6 +750,226 @@ static void test_records_nest_in_a_payload(void **state)
     dt_codec_buf_fini(&b);
 }
 
+/* ---- outcome events ---- */
+
+/* A random event: ids of 1..DT_ID_MAX random non-NUL bytes (any kind and reason pairing: the
+ * codec stores what it is given), an amount or NaN, any at. */
+static void rand_outcome(uint64_t *s, dt_outcome_event *ev)
+{
+    dt_outcome_event_init(ev);
+    ev->demand_id = rand_str(s, rng_below(s, 4) == 0 ? DT_ID_MAX : 1 + rng_below(s, 20));
+    ev->achievement_id = rand_str(s, 1 + rng_below(s, DT_ID_MAX));
+    ev->kind = (dt_outcome_kind)rng_below(s, DT_OUTCOME_KIND_COUNT);
+    ev->reason = (dt_outcome_reason)rng_below(s, DT_OUTCOME_REASON_COUNT);
+    ev->amount = rand_double(s);
+    ev->at = (int64_t)rng_next(s);
+}
+
+static void free_outcome(dt_outcome_event *ev)
+{
+    free((void *)ev->demand_id);
+    free((void *)ev->achievement_id);
+}
+
+static void assert_same_outcome(const dt_outcome_event *a, const dt_outcome_event *b)
+{
+    assert_string_equal(a->demand_id, b->demand_id);
+    assert_string_equal(a->achievement_id, b->achievement_id);
+    assert_int_equal(a->kind, b->kind);
+    assert_int_equal(a->reason, b->reason);
+    assert_same_bits(a->amount, b->amount);
+    assert_true(a->at == b->at);
+}
+
+/* Decodes exactly one event from p[0..len); on success checks it re-encodes to the same bytes. */
+static int decode_outcome_checked(const uint8_t *p, size_t len, dt_err *err)
+{
+    dt_codec_reader rd;
+    dt_codec_reader_init(&rd, p, len);
+    dt_outcome_event ev;
+    int rc = dt_codec_get_outcome(&rd, &ev, err);
+    if (rc) {
+        assert_null(ev.demand_id); /* a failed decode owns nothing */
+        assert_null(ev.achievement_id);
+    } else {
+        rc = dt_codec_reader_end(&rd, "outcome", err);
+    }
+    if (rc == 0) {
+        dt_codec_buf b = DT_CODEC_BUF_INIT;
+        dt_err e2 = DT_ERR_INIT;
+        assert_int_equal(dt_codec_put_outcome(&b, &ev, &e2), 0);
+        assert_int_equal(b.len, len);
+        assert_memory_equal(b.data, p, len);
+        dt_codec_buf_fini(&b);
+    } else {
+        assert_int_equal(err->code, -rc);
+        assert_true(err->msg[0] != 0);
+    }
+    dt_codec_outcome_fini(&ev);
+    return rc;
+}
+
+static void test_outcomes_round_trip_in_a_payload(void **state)
+{
+    (void)state;
+    uint64_t s = 29;
+    enum { N = 200 };
+    dt_outcome_event in[N];
+    dt_codec_buf b = DT_CODEC_BUF_INIT;
+    dt_err err = DT_ERR_INIT;
+    dt_codec_put_str(&b, "tenant");
+    dt_codec_put_u32(&b, N);
+    for (int i = 0; i < N; i++) {
+        rand_outcome(&s, &in[i]);
+        assert_int_equal(dt_codec_put_outcome(&b, &in[i], &err), 0);
+    }
+    dt_codec_reader rd;
+    dt_codec_reader_init(&rd, b.data, b.len);
+    char *tenant = NULL;
+    uint32_t n;
+    assert_int_equal(dt_codec_get_str(&rd, &tenant, DT_TENANT_MAX, "tenant", &err), 0);
+    assert_string_equal(tenant, "tenant");
+    free(tenant);
+    assert_int_equal(dt_codec_get_count(&rd, &n, 1000, 29, "count", &err), 0);
+    assert_int_equal(n, N);
+    for (uint32_t i = 0; i < n; i++) {
+        dt_outcome_event ev;
+        assert_int_equal(dt_codec_get_outcome(&rd, &ev, &err), 0);
+        assert_null(ev.tenant);
+        assert_same_outcome(&in[i], &ev);
+        dt_codec_outcome_fini(&ev);
+        assert_null(ev.demand_id);
+        free_outcome(&in[i]);
+    }
+    assert_int_equal(dt_codec_reader_end(&rd, "outcomes", &err), 0);
+    dt_codec_buf_fini(&b);
+}
+
+static void test_outcome_layout_matches_documentation(void **state)
+{
+    (void)state;
+    dt_outcome_event ev;
+    dt_outcome_event_init(&ev);
+    ev.demand_id = "d1";
+    ev.achievement_id = "ach";
+    ev.kind = DT_OUTCOME_DEAL_SIGNED;
+    ev.amount = 2.5;
+    ev.at = 258;
+    dt_codec_buf b = DT_CODEC_BUF_INIT;
+    dt_err err = DT_ERR_INIT;
+    assert_int_equal(dt_codec_put_outcome(&b, &ev, &err), 0);
+    /* version 1, kind 5, reason 0, "d1", "ach", 2.5 as IEEE-754 bits, 258 */
+    const uint8_t want[] = {1, 5, 0, 2, 0, 0, 0, 'd', '1', 3, 0, 0, 0, 'a', 'c', 'h',
+                            0, 0, 0, 0, 0, 0, 4, 0x40, 2, 1, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(b.len, sizeof want);
+    assert_memory_equal(b.data, want, sizeof want);
+    dt_codec_buf_fini(&b);
+}
+
+static void expect_put_refused(const dt_outcome_event *ev, int code, const char *field)
+{
+    dt_codec_buf b = DT_CODEC_BUF_INIT;
+    dt_codec_put_u8(&b, 7);
+    dt_err err = DT_ERR_INIT;
+    assert_int_equal(dt_codec_put_outcome(&b, ev, &err), -code);
+    assert_string_equal(err.field, field);
+    assert_int_equal(b.len, 1); /* nothing appended */
+    dt_codec_buf_fini(&b);
+}
+
+static void test_outcome_encoder_refuses_what_the_decoder_would_refuse(void **state)
+{
+    (void)state;
+    char long_id[DT_ID_MAX + 2];
+    memset(long_id, 'x', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = 0;
+    dt_outcome_event ev;
+    dt_outcome_event_init(&ev);
+    ev.demand_id = "d";
+    ev.achievement_id = "a";
+    dt_outcome_event e = ev;
+    e.demand_id = NULL;
+    expect_put_refused(&e, DT_EINVAL, "demand_id");
+    e = ev;
+    e.achievement_id = "";
+    expect_put_refused(&e, DT_EINVAL, "achievement_id");
+    e = ev;
+    e.demand_id = long_id;
+    expect_put_refused(&e, DT_ELIMIT, "demand_id");
+    e = ev;
+    e.kind = DT_OUTCOME_KIND_COUNT;
+    expect_put_refused(&e, DT_EINVAL, "kind");
+    e = ev;
+    e.reason = DT_OUTCOME_REASON_COUNT;
+    expect_put_refused(&e, DT_EINVAL, "reason");
+}
+
+static void expect_outcome_corrupt(dt_codec_buf *b, const char *field, const char *needle)
+{
+    dt_err err = DT_ERR_INIT;
+    assert_int_equal(dt_codec_buf_check(b, &err), 0);
+    assert_int_equal(decode_outcome_checked(b->data, b->len, &err), -DT_ECORRUPT);
+    assert_string_equal(err.field, field);
+    if (!strstr(err.msg, needle)) fail_msg("message \"%s\" lacks \"%s\"", err.msg, needle);
+    dt_codec_buf_fini(b);
+}
+
+static void test_corrupt_outcomes_are_refused_naming_the_field(void **state)
+{
+    (void)state;
+    dt_codec_buf b = DT_CODEC_BUF_INIT;
+    dt_codec_put_u8(&b, 2);
+    expect_outcome_corrupt(&b, "outcome", "version 2");
+    dt_codec_put_u8(&b, 1), dt_codec_put_u8(&b, 6);
+    expect_outcome_corrupt(&b, "kind", "out of range 0..5");
+    dt_codec_put_u8(&b, 1), dt_codec_put_u8(&b, 2), dt_codec_put_u8(&b, 5);
+    expect_outcome_corrupt(&b, "reason", "out of range 0..4");
+    dt_codec_put_u8(&b, 1), dt_codec_put_u8(&b, 2), dt_codec_put_u8(&b, 1), dt_codec_put_str(&b, NULL);
+    expect_outcome_corrupt(&b, "demand_id", "missing");
+    dt_codec_put_u8(&b, 1), dt_codec_put_u8(&b, 2), dt_codec_put_u8(&b, 1), dt_codec_put_str(&b, "d");
+    dt_codec_put_str(&b, "");
+    expect_outcome_corrupt(&b, "achievement_id", "empty");
+    dt_codec_put_u8(&b, 1), dt_codec_put_u8(&b, 0), dt_codec_put_u8(&b, 0), dt_codec_put_u32(&b, 200);
+    expect_outcome_corrupt(&b, "demand_id", "");
+    dt_codec_put_u8(&b, 1), dt_codec_put_u8(&b, 0), dt_codec_put_u8(&b, 0), dt_codec_put_str(&b, "d");
+    dt_codec_put_str(&b, "a"), dt_codec_put_f64(&b, NAN);
+    expect_outcome_corrupt(&b, "at", "need 8 bytes");
+}
+
+static void test_every_outcome_truncation_and_flip(void **state)
+{
+    (void)state;
+    uint64_t s = 31;
+    size_t refused = 0, accepted = 0;
+    for (int k = 0; k < 40; k++) {
+        dt_outcome_event ev;
+        rand_outcome(&s, &ev);
+        dt_codec_buf b = DT_CODEC_BUF_INIT;
+        dt_err err = DT_ERR_INIT;
+        assert_int_equal(dt_codec_put_outcome(&b, &ev, &err), 0);
+        assert_int_equal(decode_outcome_checked(b.data, b.len, &err), 0);
+        for (size_t cut = 0; cut < b.len; cut++) {
+            uint8_t *p = malloc(cut ? cut : 1);
+            memcpy(p, b.data, cut);
+            assert_int_equal(decode_outcome_checked(p, cut, &err), -DT_ECORRUPT);
+            free(p);
+        }
+        uint8_t *p = malloc(b.len);
+        for (size_t i = 0; i < b.len; i++) {
+            memcpy(p, b.data, b.len);
+            p[i] ^= (uint8_t)(1u << (i % 8));
+            if (decode_outcome_checked(p, b.len, &err) == 0)
+                accepted++;
+            else
+                refused++;
+        }
+        free(p);
+        dt_codec_buf_fini(&b);
+        free_outcome(&ev);
+    }
+    assert_true(refused > 0 && accepted > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -764,6 +985,11 @@ int main(void)
         cmocka_unit_test(test_buf_and_reader_round_trip_every_type),
         cmocka_unit_test(test_reader_limits),
         cmocka_unit_test(test_records_nest_in_a_payload),
+        cmocka_unit_test(test_outcomes_round_trip_in_a_payload),
+        cmocka_unit_test(test_outcome_layout_matches_documentation),
+        cmocka_unit_test(test_outcome_encoder_refuses_what_the_decoder_would_refuse),
+        cmocka_unit_test(test_corrupt_outcomes_are_refused_naming_the_field),
+        cmocka_unit_test(test_every_outcome_truncation_and_flip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -699,6 +699,107 @@ static void test_stats(void **state)
     dt_engine_free(e);
 }
 
+
+/* ---- served counters walk, stored-record check ---- */
+
+typedef struct served_seen {
+    int n;
+    dt_side side[8];
+    char id[8][16];
+    uint64_t served[8];
+    int stop_after;
+} served_seen;
+
+static int see_served(void *ud, dt_side side, const char *id, uint64_t served)
+{
+    served_seen *v = ud;
+    assert_true(v->n < 8);
+    v->side[v->n] = side;
+    snprintf(v->id[v->n], sizeof v->id[0], "%s", id);
+    v->served[v->n] = served;
+    v->n++;
+    return v->n == v->stop_after ? 7 : 0;
+}
+
+static void test_each_served(void **state)
+{
+    (void)state;
+    dt_err err = DT_ERR_INIT;
+    dt_outcome_store *s = dt_outcome_store_new(&err);
+    assert_non_null(s);
+    add(s, ev_of("d0", "a0", DT_OUTCOME_VIEWED)); /* records known, nothing served */
+    assert_int_equal(dt_outcome_note_served(s, "t", DT_ACHIEVEMENT, "a1", 5, &err), 0);
+    assert_int_equal(dt_outcome_note_served(s, "t", DT_DEMAND, "d1", 3, &err), 0);
+    assert_int_equal(dt_outcome_note_served(s, "t", DT_DEMAND, "d2", 0, &err), 0);
+    assert_int_equal(dt_outcome_note_served(s, "t", DT_DEMAND, "d1", 2, &err), 0);
+    assert_int_equal(dt_outcome_note_served(s, "u", DT_DEMAND, "d1", 9, &err), 0);
+    served_seen v = {0};
+    assert_int_equal(dt_outcome_each_served(s, "t", see_served, &v), 0);
+    /* demands first, in the order first seen; zero counters left out */
+    assert_int_equal(v.n, 2);
+    assert_int_equal(v.side[0], DT_DEMAND);
+    assert_string_equal(v.id[0], "d1");
+    assert_int_equal(v.served[0], 5);
+    assert_int_equal(v.side[1], DT_ACHIEVEMENT);
+    assert_string_equal(v.id[1], "a1");
+    assert_int_equal(v.served[1], 5);
+    /* feeding the walk to another store restores the counters */
+    dt_outcome_store *c = dt_outcome_store_new(&err);
+    for (int i = 0; i < v.n; i++)
+        assert_int_equal(dt_outcome_note_served(c, "t", v.side[i], v.id[i], v.served[i], &err), 0);
+    dt_outcome_record_stats rs;
+    assert_int_equal(dt_outcome_record_get(c, "t", DT_DEMAND, "d1", &rs), 1);
+    assert_int_equal(rs.served, 5);
+    assert_int_equal(dt_outcome_record_get(c, "t", DT_ACHIEVEMENT, "a1", &rs), 1);
+    assert_int_equal(rs.served, 5);
+    dt_outcome_store_free(c);
+    served_seen w = {0};
+    w.stop_after = 1;
+    assert_int_equal(dt_outcome_each_served(s, "t", see_served, &w), 7);
+    assert_int_equal(w.n, 1);
+    served_seen none = {0};
+    assert_int_equal(dt_outcome_each_served(s, "nobody", see_served, &none), 0);
+    assert_int_equal(none.n, 0);
+    dt_outcome_store_free(s);
+}
+
+static void test_check_stored(void **state)
+{
+    (void)state;
+    dt_err err = DT_ERR_INIT;
+    dt_engine *e = dt_engine_new(NULL, &err);
+    assert_non_null(e);
+    dt_record r = mkrec(DT_DEMAND, "d1", 3, NAN, NAN);
+    put(e, &r);
+    r = mkrec(DT_ACHIEVEMENT, "a1", 5, NAN, NAN);
+    r.status = DT_CLOSED;
+    put(e, &r);
+    dt_outcome_event ev = ev_of("d1", "a1", DT_OUTCOME_CONTACTED);
+    assert_int_equal(dt_outcome_event_check_stored(e, &ev, &err), 0); /* closed records count */
+    ev = ev_of("a1", "a1", DT_OUTCOME_CONTACTED);
+    assert_int_equal(dt_outcome_event_check_stored(e, &ev, &err), -DT_ENOTFOUND);
+    assert_string_equal(err.field, "demand_id");
+    assert_non_null(strstr(err.msg, "no demand with id 'a1' in tenant 't'"));
+    assert_non_null(strstr(err.msg, "names an achievement"));
+    ev = ev_of("d1", "d1", DT_OUTCOME_CONTACTED);
+    assert_int_equal(dt_outcome_event_check_stored(e, &ev, &err), -DT_ENOTFOUND);
+    assert_string_equal(err.field, "achievement_id");
+    assert_non_null(strstr(err.msg, "names a demand"));
+    ev = ev_of("d1", "zz", DT_OUTCOME_CONTACTED);
+    assert_int_equal(dt_outcome_event_check_stored(e, &ev, &err), -DT_ENOTFOUND);
+    assert_string_equal(err.field, "achievement_id");
+    assert_null(strstr(err.msg, "names"));
+    ev = ev_of("d1", "a1", DT_OUTCOME_CONTACTED);
+    ev.tenant = "other";
+    assert_int_equal(dt_outcome_event_check_stored(e, &ev, &err), -DT_ENOTFOUND);
+    assert_string_equal(err.field, "demand_id");
+    ev.tenant = "t";
+    ev.demand_id = "";
+    assert_int_equal(dt_outcome_event_check_stored(e, &ev, &err), -DT_EINVAL);
+    assert_string_equal(err.field, "demand_id");
+    dt_engine_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -706,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_aggregates_random), cmocka_unit_test(test_partners_and_tenants),
         cmocka_unit_test(test_flags_threshold),  cmocka_unit_test(test_delta_rules),
         cmocka_unit_test(test_ranking_effect),   cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_each_served),      cmocka_unit_test(test_check_stored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

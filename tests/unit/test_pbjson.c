@@ -957,6 +957,17 @@ static void test_round_trip_binary_json_binary(void **state)
         {D(stats_response),
          "{\"tenants\":[{\"tenant\":\"public\",\"demands\":3,\"achievements\":4,\"open\":6,\"closed\":1,"
          "\"indexEpoch\":\"12\",\"dimension\":256}]}"},
+        {D(stats_request), "{\"tenant\":\"t\",\"groups\":true,\"fieldDepth\":0,\"region_depth\":3}"},
+        {D(stats_response),
+         "{\"tenants\":[{\"tenant\":\"t\",\"demandsOpen\":2,\"servedDemands\":\"18446744073709551615\","
+         "\"events\":{\"viewed\":\"4\",\"dealSigned\":\"1\"},\"declines\":{\"price\":\"2\"},\"conversion\":0.25,"
+         "\"dealAmount\":1250000.5,\"groups\":[{\"field\":\"C\",\"region\":\"-\",\"events\":{},"
+         "\"contactedPairs\":\"4\"}]}]}"},
+        {D(record_outcome_request),
+         "{\"tenant\":\"t\",\"outcomes\":[{\"demandId\":\"d\",\"achievement_id\":\"a\",\"kind\":"
+         "\"OUTCOME_KIND_DECLINED\",\"reason\":3,\"at\":\"1700000000\"},{\"demand_id\":\"d\",\"achievementId\":"
+         "\"a\",\"kind\":6,\"amount\":0}]}"},
+        {D(record_outcome_response), "{\"recorded\":2,\"tenantOutcomes\":\"7\",\"indexEpoch\":\"30\"}"},
     };
     for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
         ProtobufCMessage *msg = dec_ok(reqs[i].d, reqs[i].json);
@@ -969,6 +980,47 @@ static void test_round_trip_binary_json_binary(void **state)
         free(b);
         free_msg(msg);
     }
+}
+
+/* RecordOutcome: enum names and numbers decode alike; an amount of 0 is present (a free licence). */
+static void test_decode_outcomes(void **state)
+{
+    (void)state;
+    Dovetail__V1__RecordOutcomeRequest *a = (void *)dec_ok(
+        D(record_outcome_request),
+        "{\"outcomes\":[{\"demandId\":\"d\",\"achievementId\":\"a\",\"kind\":\"OUTCOME_KIND_DEAL_SIGNED\","
+        "\"reason\":\"DECLINE_REASON_UNSPECIFIED\",\"amount\":0}]}");
+    Dovetail__V1__RecordOutcomeRequest *b = (void *)dec_ok(
+        D(record_outcome_request),
+        "{\"outcomes\":[{\"demand_id\":\"d\",\"achievement_id\":\"a\",\"kind\":6,\"reason\":0,\"amount\":\"0\"}]}");
+    for (int i = 0; i < 2; i++) {
+        Dovetail__V1__RecordOutcomeRequest *r = i ? b : a;
+        assert_int_equal(r->n_outcomes, 1);
+        assert_int_equal(r->outcomes[0]->kind, DOVETAIL__V1__OUTCOME_KIND__OUTCOME_KIND_DEAL_SIGNED);
+        assert_int_equal(r->outcomes[0]->reason, DOVETAIL__V1__DECLINE_REASON__DECLINE_REASON_UNSPECIFIED);
+        assert_int_equal(r->outcomes[0]->amount_present_case, DOVETAIL__V1__OUTCOME__AMOUNT_PRESENT_AMOUNT);
+        assert_true(r->outcomes[0]->amount == 0);
+    }
+    size_t na, nb;
+    uint8_t *pa = pack(&a->base, &na), *pb = pack(&b->base, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(pa, pb, na);
+    free(pa);
+    free(pb);
+    free_msg(a);
+    free_msg(b);
+    /* an unknown kind name is refused naming the field */
+    ProtobufCMessage *m = NULL;
+    dt_err err = DT_ERR_INIT;
+    const char *bad = "{\"outcomes\":[{},{\"kind\":\"OUTCOME_KIND_ADOPTED\"}]}";
+    assert_int_equal(dt_pbjson_decode(D(record_outcome_request), bad, strlen(bad), 0, &m, &err), -DT_EINVAL);
+    assert_null(m);
+    assert_string_equal(err.field, "outcomes[1].kind");
+    /* every name is listed (a longer list under its shared prefix, as ShortfallReason's) */
+    assert_non_null(strstr(err.msg, "OUTCOME_KIND_NEGOTIATING, OUTCOME_KIND_DEAL_SIGNED (or a number)"));
+    dec_err(D(agenda), "{\"reasons\":[\"SHORTFALL_REASON_NONE\"]}", "reasons[0]",
+            "SHORTFALL_REASON_{UNSPECIFIED, NO_CANDIDATES, NEVER_MEET, SAME_ORG, MET_BEFORE, PARTNERS_FULL, TABLES, "
+            "LOW_VALUE, UNSCHEDULED, SME_FULL, HOLDER_FULL} (or a number)");
 }
 
 /* ---------------------------------------------------------------- test.Kitchen: bytes, maps, other integers */
@@ -1337,6 +1389,7 @@ int main(void)
         cmocka_unit_test(test_encode_forms),
         cmocka_unit_test(test_encode_floats_shortest),
         cmocka_unit_test(test_round_trip_binary_json_binary),
+        cmocka_unit_test(test_decode_outcomes),
         cmocka_unit_test(test_kitchen_bytes),
         cmocka_unit_test(test_kitchen_maps),
         cmocka_unit_test(test_kitchen_integers),
