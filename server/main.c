@@ -116,16 +116,28 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(s->base, NULL);
 }
 
+static void worker_ctx_free(void *ctx)
+{
+    dt_worker *w = ctx;
+    if (!w) return;
+    dt_searcher_free(w->sr);
+    dt_feedback_free(w->fb);
+    free(w);
+}
+
 static void *worker_ctx_new(void *ud, int i)
 {
     (void)i;
     dt_server *s = ud;
-    return dt_searcher_new(s->engine, NULL);
-}
-
-static void worker_ctx_free(void *ctx)
-{
-    dt_searcher_free(ctx);
+    dt_worker *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->sr = dt_searcher_new(s->engine, NULL);
+    w->fb = dt_feedback_new(s->engine, NULL);
+    if (!w->sr || !w->fb) {
+        worker_ctx_free(w);
+        return NULL;
+    }
+    return w;
 }
 
 /* jansson 2.14 ignores some of its own failed allocations (its issue #362): a daemon that ran out

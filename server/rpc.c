@@ -849,6 +849,7 @@ static void match_to_pb(dt_call *c, const dt_match_result *res)
             Dovetail__V1__Explanation *e = &ex[i];
             dovetail__v1__explanation__init(e);
             e->dense = m->dense;
+            e->feedback = m->feedback;
             e->lexical = m->lexical;
             e->structured = m->structured;
             /* each available part's share of the structured score (which is weight x their mean) */
@@ -906,7 +907,7 @@ static void note_served(dt_call *c, size_t n)
     dt_served_note(c->srv->served, c->tenant, side, r->record->id, n, NULL);
 }
 
-void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_searcher *sr)
+void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_worker *w)
 {
     dt_query *qs = calloc(n, sizeof *qs);
     dt_weights *ws = calloc(n, sizeof *ws);
@@ -942,7 +943,7 @@ void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_searcher *sr)
     /* a query that fails (unknown record, ...) fails alone: drop it and run the rest again */
     while (m) {
         dt_err err = DT_ERR_INIT;
-        if (dt_search(sr, qs, m, res, &err) == 0) break;
+        if (dt_feedback_search(w->fb, w->sr, s->outcomes, NULL, qs, m, res, NULL, &err) == 0) break;
         size_t bad_i = 0;
         char rest[64] = "";
         if (m > 1 && sscanf(err.field, "queries[%zu].%63s", &bad_i, rest) >= 1 && bad_i < m) {
@@ -979,15 +980,15 @@ out:
     free(live);
 }
 
-void dt_rpc_run(dt_call *c, dt_searcher *sr)
+void dt_rpc_run(dt_call *c, dt_worker *w)
 {
     switch (c->method_index) {
     case DT_M_UPSERT_RECORDS: run_upsert(c); break;
     case DT_M_DELETE_RECORDS: run_delete(c); break;
     case DT_M_GET_RECORD: run_get(c); break;
-    case DT_M_MATCH: dt_rpc_run_match_batch(&c, 1, sr); break;
+    case DT_M_MATCH: dt_rpc_run_match_batch(&c, 1, w); break;
     case DT_M_STATS: run_stats(c); break;
-    case DT_M_PAIR_EVENT: dt_rpc_event_run(c, sr); break;
+    case DT_M_PAIR_EVENT: dt_rpc_event_run(c, w->sr); break;
     case DT_M_RECORD_OUTCOME: run_record_outcome(c); break;
     default:
         c->code = TW_UNIMPLEMENTED;

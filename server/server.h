@@ -18,6 +18,7 @@
 #include "cache.h"
 #include "dovetail/v1/matchmaker.pb-c.h"
 #include "engine.h"
+#include "rerank.h"
 #include "metrics.h"
 #include "outcome.h"
 #include "pool.h"
@@ -166,8 +167,15 @@ uint64_t dt_server_epoch(dt_server *s, const char *tenant);
 void dt_server_set_epoch(dt_server *s, const char *tenant, uint64_t epoch);
 
 /* rpc.c: runs on workers. Fills c->code / c->err or c->out (+ c->out_json for JSON calls). */
-void dt_rpc_run(dt_call *c, dt_searcher *sr);
-void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_searcher *sr);
+/* A pool worker's own search state: the engine searcher and the outcome feedback's scratch. */
+typedef struct dt_worker {
+    dt_searcher *sr;
+    dt_feedback *fb;
+} dt_worker;
+void dt_rpc_run(dt_call *c, dt_worker *w);
+/* Match calls by stored records get the outcome feedback (rerank.h, dt_feedback_search): their
+ * declined partners never appear, and they equal the re-rank job's lists with the same k. */
+void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_worker *w);
 /* rpc.c, loop thread: checks a decoded request before any work is queued (limits, required
  * fields) so that bad requests never wait in the queue. 0 or sets c->code/err. */
 int dt_rpc_precheck(dt_call *c);
