@@ -7,6 +7,8 @@ RUN ./scripts/deps.sh && make BUILD=/build all demo && \
     mkdir -p /data && cp /build/demo/*.jsonl /build/demo/clusters.tsv /data/
 EXPOSE 8080
 # Every flag can also be set through the environment (DOVETAIL_*; see dovetaild --help).
+# Listening on 0.0.0.0 needs --auth-file (DOVETAIL_AUTH_FILE): docker-compose.yml mounts one as a
+# secret; with plain `docker run`, mount a file from scripts/gen_auth.sh and set the variable.
 ENTRYPOINT ["/usr/local/bin/dovetaild"]
 CMD ["--listen", "0.0.0.0:8080", "--achievements", "/data/achievements.jsonl", \
      "--demands", "/data/demands.jsonl", "--clusters", "/data/clusters.tsv"]

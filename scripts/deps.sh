@@ -7,7 +7,7 @@ BUILD="build-essential pkg-config libevent-dev libhiredis-dev libxxhash-dev \
 libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev liblapacke-dev \
 libjansson-dev libutf8proc-dev libcsv-dev libstemmer-dev libcmocka-dev"
 RUNTIME="redis-server redis-tools curl"
-TEST="python3 python3-protobuf python3-requests python3-numpy python3-scipy python3-networkx chromium"
+TEST="python3 python3-protobuf python3-requests python3-yaml python3-numpy python3-scipy python3-networkx chromium"
 BENCH="python3-faiss python3-xapian wrk bc"
 
 FUZZ="clang libclang-rt-14-dev"

@@ -4,6 +4,8 @@
  * Everything here runs on the loop thread. A call's life: on_request decodes and checks it, arms
  * its deadline, looks Match answers up in the cache, else queues a job; the job's done() or the
  * deadline answers it; dt_call_release frees it once nothing refers to it any more.
+ * With --auth-file, the token is checked before the body is decoded and the tenant right after
+ * (auth.c decides), so a refused request never reaches the cache or a worker.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -16,11 +18,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
+#include "auth.h"
 #include "pbjson.h"
 #include "server.h"
 
@@ -319,6 +323,7 @@ static void serve_metrics(dt_server *s, struct evhttp_request *req)
         return;
     }
     dt_metrics_render(&s->metrics, f);
+    dt_auth_metrics_render(s->auth, f);
     dt_cache_stats cs;
     memset(&cs, 0, sizeof cs);
     if (s->cache) dt_cache_stats_get(s->cache, &cs);
@@ -379,6 +384,37 @@ static void serve_metrics(dt_server *s, struct evhttp_request *req)
     free(text);
 }
 
+/* ---- authentication (auth.c decides; this reads headers and answers) ---- */
+
+/* Identifies the request's bearer token: TW_OK with *who set, or TW_UNAUTHENTICATED with err and
+ * the WWW-Authenticate header added to the reply. */
+static dt_twirp_code authenticate(dt_server *s, struct evhttp_request *req, int *who, dt_err *err)
+{
+    const char *vals[2];
+    size_t n = 0;
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    if (!strcasecmp(kv->key, "Authorization") && n < 2) vals[n++] = kv->value;
+    if (dt_auth_identify(s->auth, vals, n, who, NULL, err) == 0) return TW_OK;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer realm=\"dovetail\"");
+    return TW_UNAUTHENTICATED;
+}
+
+/* Checks a plain GET route ("GET /metrics", "GET /events") for tenant (NULL: none): 0, or -1
+ * after answering 401 or 403 with a Twirp JSON error. */
+static int auth_route(dt_server *s, struct evhttp_request *req, const char *route, const char *tenant)
+{
+    dt_err err = DT_ERR_INIT;
+    int who;
+    dt_twirp_code code = authenticate(s, req, &who, &err);
+    if (code == TW_OK && dt_auth_allow(s->auth, who, route, tenant, &err) < 0) code = TW_PERMISSION_DENIED;
+    if (code == TW_OK) return 0;
+    char msg[300];
+    safe_msg(msg, sizeof msg, err.msg);
+    send_twirp_error(req, code, msg, NULL, NULL);
+    return -1;
+}
+
 #define TWIRP_PREFIX "/twirp/"
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -398,10 +434,17 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     if (!strcmp(path, "/metrics") && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)) {
+        if (s->auth && auth_route(s, req, "GET /metrics", NULL) < 0) return;
         serve_metrics(s, req);
         return;
     }
     if (!strncmp(path, "/events/", 8) && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)) {
+        if (s->auth) {
+            char *tenant = dt_event_path_tenant(path);
+            int rc = auth_route(s, req, "GET /events", tenant ? tenant : "");
+            free(tenant);
+            if (rc < 0) return;
+        }
         dt_event_serve(s, req, path); /* PairEvent schedule pages (rpc_event.c) */
         return;
     }
@@ -448,6 +491,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     c->json = json;
     c->t_start_us = dt_now_us();
     atomic_fetch_add(&s->metrics.in_flight, 1);
+    int who = -1;
+    if (s->auth && (c->code = authenticate(s, req, &who, &c->err)) != TW_OK) {
+        dt_call_answer(c);
+        dt_call_release(c);
+        return;
+    }
 
     struct evbuffer *body = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(body);
@@ -481,6 +530,12 @@ static void on_request(struct evhttp_request *req, void *arg)
             dt_call_release(c);
             return;
         }
+    }
+    if (s->auth && dt_auth_allow(s->auth, who, m->name, dt_auth_request_tenant(c->in), &c->err) < 0) {
+        c->code = TW_PERMISSION_DENIED;
+        dt_call_answer(c);
+        dt_call_release(c);
+        return;
     }
     snprintf(c->tenant, sizeof c->tenant, "%s", dt_rpc_tenant(c));
     if (dt_rpc_precheck(c) < 0) {

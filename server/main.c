@@ -2,6 +2,7 @@
  *
  * Every flag has an environment equivalent (DOVETAIL_ + the flag in upper case with '_' for '-');
  * a flag on the command line wins over the environment. `dovetaild --help` lists them all.
+ * Without --auth-file the daemon refuses any --listen address but loopback.
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <event2/thread.h>
 #include <jansson.h>
 
+#include "auth.h"
 #include "durable.h"
 #include "ingest.h"
 #include "server.h"
@@ -114,6 +116,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     dt_server *s = arg;
     logmsg(&s->cfg, "signal %d: shutting down", (int)sig);
     event_base_loopexit(s->base, NULL);
+}
+
+static void on_auth_log(void *ud, bool error, const char *msg)
+{
+    const dt_config *cfg = ud;
+    dt_config loud = *cfg;
+    loud.quiet = false;
+    logmsg(error ? &loud : cfg, "%s", msg);
 }
 
 static void worker_ctx_free(void *ctx)
@@ -304,6 +314,9 @@ int main(int argc, char **argv)
          "journal fsync policy: always (a write is acknowledged once on disk; default), everysec, no"},
         {"snapshot-every-mb", OPT_SIZE, &cfg->snapshot_every_mb, NULL, 1, 1 << 20,
          "write a snapshot after the journal grew this much, MiB (default 64)"},
+        {"auth-file", OPT_STR, &cfg->auth_file, NULL, 0, 0,
+         "bearer tokens and their tenants, JSON (README: Authentication); re-read on SIGHUP; without it, "
+         "--listen must be loopback"},
         {"quiet", OPT_BOOL, &cfg->quiet, NULL, 0, 0, "log nothing but errors"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
@@ -364,6 +377,25 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* hiredis and evhttp write to sockets that may have closed */
     signal(SIGXFSZ, SIG_IGN); /* over a file size limit, a journal write fails (EFBIG) and is answered */
     json_set_alloc_funcs(json_malloc_or_abort, free);
+    if (cfg->auth_file) {
+        dt_err aerr = DT_ERR_INIT;
+        char warning[512];
+        srv.auth = dt_auth_load(cfg->auth_file, warning, sizeof warning, &aerr);
+        if (!srv.auth) {
+            fprintf(stderr, "dovetaild: --auth-file %s: %s%s%s\n", cfg->auth_file, aerr.field, aerr.field[0] ? ": " : "",
+                    aerr.msg);
+            return 2;
+        }
+        if (warning[0]) fprintf(stderr, "dovetaild: warning: --auth-file %s\n", warning);
+        logmsg(cfg, "authentication: %zu tokens from %s", dt_auth_count(srv.auth), cfg->auth_file);
+    } else if (!dt_auth_listen_is_loopback(cfg->listen)) {
+        fprintf(stderr,
+                "dovetaild: --listen %s is not a loopback address and there is no --auth-file: anyone who can reach "
+                "it could read and change every tenant's records. Give --auth-file FILE (tokens and their tenants; "
+                "see README, Authentication), or listen on 127.0.0.1\n",
+                cfg->listen);
+        return 2;
+    }
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -390,6 +422,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "dovetaild: %s\n", err.msg);
         dt_outcome_store_free(srv.outcomes);
         dt_engine_free(srv.engine);
+        dt_auth_free(srv.auth);
         return 3;
     }
     int status = 0;
@@ -455,6 +488,14 @@ int main(int argc, char **argv)
     srv.sig_term = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
     evsignal_add(srv.sig_int, NULL);
     evsignal_add(srv.sig_term, NULL);
+    if (srv.auth) {
+        srv.auth_reloader = dt_auth_reloader_new(srv.base, cfg->auth_file, &srv.auth, on_auth_log, cfg, &err);
+        if (!srv.auth_reloader) {
+            fprintf(stderr, "dovetaild: %s\n", err.msg);
+            status = 3;
+            goto out;
+        }
+    }
     {
         char host[256];
         snprintf(host, sizeof host, "%s", cfg->listen);
@@ -462,6 +503,7 @@ int main(int argc, char **argv)
         if (colon) *colon = 0;
         logmsg(cfg, "listening on http://%s:%d (%d workers, cache: %s)", host, srv.port, cfg->workers,
                cfg->redis ? cfg->redis : cfg->local_cache_mb ? "in-process" : "off");
+        if (!srv.auth) logmsg(cfg, "authentication is off (no --auth-file): listening on loopback only");
         /* a machine-readable line for scripts and tests that start us on port 0 */
         printf("dovetaild listening on %s:%d\n", host, srv.port);
         fflush(stdout);
@@ -483,6 +525,8 @@ int main(int argc, char **argv)
 out:
     dt_pool_free(srv.pool);
     dt_http_stop(&srv);
+    dt_auth_reloader_free(srv.auth_reloader);
+    dt_auth_free(srv.auth);
     /* a clean stop leaves a fresh snapshot, so the next start replays nothing */
     dt_durable_close(srv.durable, status == 0);
     if (srv.sig_int) event_free(srv.sig_int);

@@ -143,6 +143,17 @@ static void html_url(const char *tenant, const char *event_id, char *out, size_t
     snprintf(out + n, cap - n, "/%s.html", event_id);
 }
 
+char *dt_event_path_tenant(const char *path)
+{
+    const char *rest = path + strlen("/events/"), *slash = strchr(rest, '/');
+    size_t plen = strlen(path);
+    if (!slash || plen <= 5 || strcmp(path + plen - 5, ".html")) return NULL;
+    char *enc = strndup(rest, (size_t)(slash - rest));
+    char *tenant = enc ? evhttp_uridecode(enc, 0, NULL) : NULL;
+    free(enc);
+    return tenant;
+}
+
 void dt_event_serve(dt_server *s, struct evhttp_request *req, const char *path)
 {
     atomic_fetch_add(&s->metrics.http_other[3], 1);
@@ -151,9 +162,7 @@ void dt_event_serve(dt_server *s, struct evhttp_request *req, const char *path)
     size_t plen = strlen(path);
     char *tenant = NULL, event_id[DT_ID_MAX + 1] = "";
     if (slash && plen > 5 && !strcmp(path + plen - 5, ".html")) {
-        char *enc = strndup(rest, (size_t)(slash - rest));
-        tenant = enc ? evhttp_uridecode(enc, 0, NULL) : NULL;
-        free(enc);
+        tenant = dt_event_path_tenant(path);
         size_t idl = strlen(slash + 1) - 5;
         if (idl <= DT_ID_MAX) {
             memcpy(event_id, slash + 1, idl);

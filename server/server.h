@@ -93,6 +93,7 @@ typedef struct dt_config {
     const char *data_dir;      /* snapshot + journal; NULL: nothing survives a restart */
     const char *fsync;         /* always | everysec | no */
     size_t snapshot_every_mb;
+    const char *auth_file;     /* bearer tokens (auth.h); NULL: no auth, loopback only */
 } dt_config;
 
 /* The loop's view of each tenant's epoch: updated only on the loop thread, after a write job
@@ -123,6 +124,8 @@ typedef struct dt_server {
     struct dt_event_store *events; /* rendered PairEvent schedules (rpc_event.c) */
     bool stopping;              /* shutting down: new calls are answered unavailable */
     struct dt_durable *durable; /* --data-dir state, or NULL (durable.c) */
+    struct dt_auth *auth;       /* --auth-file tokens, or NULL: every request allowed (auth.c) */
+    struct dt_auth_reloader *auth_reloader; /* re-reads --auth-file on SIGHUP */
 } dt_server;
 
 /* One RPC in flight. Lives until it has been answered and nothing (cache lookup, job) still
@@ -206,6 +209,9 @@ int dt_event_store_copy(dt_event_store *st, const char *tenant, const char *even
 int dt_rpc_event_precheck(dt_call *c);
 /* Worker: plans the event under the read lock, answers, renders and stores the page. */
 void dt_rpc_event_run(dt_call *c, dt_searcher *sr);
+/* The tenant of a page path "/events/<tenant>/<event_id>.html", percent-decoded (malloc'd; the
+ * caller frees it), or NULL when the path has another shape or no memory. */
+char *dt_event_path_tenant(const char *path);
 /* Loop thread: answers GET /events/<tenant>/<event_id>.html from the store (200 or 404). */
 void dt_event_serve(dt_server *s, struct evhttp_request *req, const char *path);
 

@@ -272,17 +272,21 @@ class Reply:
 
 
 class Twirp:
-    """Calls one daemon over one keep-alive requests.Session, in protobuf or JSON."""
+    """Calls one daemon over one keep-alive requests.Session, in protobuf or JSON. `headers` (for
+    example an Authorization header) go with every request."""
 
-    def __init__(self, daemon, pb2, timeout=30.0):
+    def __init__(self, daemon, pb2, timeout=30.0, headers=None):
         self.d = daemon
         self.pb2 = pb2
         self.s = requests.Session()
         self.timeout = timeout
+        self.headers = dict(headers or {})
 
     def raw(self, method, body, content_type, http_method="POST", url=None):
-        r = self.s.request(http_method, url or self.d.url(method), data=body,
-                           headers={"Content-Type": content_type} if content_type else {},
+        h = dict(self.headers)
+        if content_type:
+            h["Content-Type"] = content_type
+        r = self.s.request(http_method, url or self.d.url(method), data=body, headers=h,
                            timeout=self.timeout)
         return Reply(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
 
@@ -302,7 +306,7 @@ class Twirp:
         return r, (r.json() if r.status == 200 else None)
 
     def get(self, path):
-        r = self.s.get(self.d.base + path, timeout=self.timeout)
+        r = self.s.get(self.d.base + path, headers=self.headers, timeout=self.timeout)
         return Reply(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
 
     def metrics(self):
