@@ -9,11 +9,8 @@
  * What it is not: a client of the daemon (StartRerank is the RPC equivalent).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <hiredis.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <malloc.h>
 #include <math.h>
 #include <pthread.h>
@@ -22,17 +19,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "outcome.h"
 #include "rerank.h"
+#include "rerank_out.h"
 #include "topk.h"
 
 #define MAX_FILES 64
-#define REDIS_WINDOW 1024 /* commands in flight before their replies are read */
 
 static void rerank_usage(FILE *f)
 {
@@ -92,291 +88,6 @@ static void on_signal(int sig)
     g_stop_signal = sig;
 }
 
-/* ---- outputs ---- */
-
-typedef struct output {
-    const char *tenant;
-    /* file */
-    const char *path;
-    char *tmp;
-    FILE *f;
-    /* redis */
-    redisContext *rc;
-    char job[96];
-    char *prefix; /* dt:v1:rerank:<tenant>: */
-    size_t pending;
-    uint64_t written;
-    uint64_t lists[2];
-} output;
-
-static char *list_json(const dt_rerank_list *l)
-{
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < l->n; i++) {
-        json_t *m = json_pack("{s:s,s:f}", "id", l->items[i].id, "score", (double)l->items[i].score);
-        if (!m || json_array_append_new(arr, m)) {
-            json_decref(arr);
-            return NULL;
-        }
-    }
-    char *s = arr ? json_dumps(arr, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
-    json_decref(arr);
-    return s;
-}
-
-/* Reads replies until at most `keep` commands are in flight. */
-static int redis_drain(output *o, size_t keep, dt_err *err)
-{
-    while (o->pending > keep) {
-        void *r = NULL;
-        if (redisGetReply(o->rc, &r) != REDIS_OK)
-            return dt_err_set(err, DT_EIO, "redis", "%s", o->rc->errstr[0] ? o->rc->errstr : "connection lost");
-        redisReply *rep = r;
-        o->pending--;
-        if (rep->type == REDIS_REPLY_ERROR) {
-            int rc = dt_err_set(err, DT_EIO, "redis", "%s", rep->str);
-            freeReplyObject(rep);
-            return rc;
-        }
-        freeReplyObject(rep);
-    }
-    return 0;
-}
-
-static int emit_list(void *ud, const dt_rerank_list *l, dt_err *err)
-{
-    output *o = ud;
-    char *arr = list_json(l);
-    if (!arr) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory encoding a list");
-    int rc = 0;
-    if (o->f) {
-        json_t *t = json_string(l->tenant), *id = json_string(l->id);
-        char *ts = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL, *ids = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
-        json_decref(t);
-        json_decref(id);
-        if (!ts || !ids)
-            rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory encoding a list");
-        else if (fprintf(o->f, "{\"tenant\":%s,\"side\":\"%s\",\"id\":%s,\"matches\":%s}\n", ts, dt_side_name(l->side),
-                         ids, arr) < 0)
-            rc = dt_err_set(err, DT_EIO, "out", "writing %s: %s", o->tmp, strerror(errno));
-        free(ts);
-        free(ids);
-    }
-    if (rc == 0 && o->rc) {
-        char key[1024];
-        int n = snprintf(key, sizeof key, "%sjob:%s:%s:%s", o->prefix, o->job, dt_side_name(l->side), l->id);
-        if (n < 0 || (size_t)n >= sizeof key) {
-            rc = dt_err_set(err, DT_ELIMIT, "redis", "key for '%s' too long", l->id);
-        } else if (redisAppendCommand(o->rc, "SET %b %b", key, (size_t)n, arr, strlen(arr)) != REDIS_OK) {
-            rc = dt_err_set(err, DT_EIO, "redis", "%s", o->rc->errstr);
-        } else {
-            o->pending++;
-            if (o->pending >= REDIS_WINDOW) rc = redis_drain(o, 0, err);
-        }
-    }
-    free(arr);
-    if (rc == 0) o->lists[l->side]++;
-    return rc;
-}
-
-/* Escapes glob characters for SCAN MATCH. */
-static void glob_escape(const char *s, char *out, size_t n)
-{
-    size_t k = 0;
-    for (; *s && k + 2 < n; s++) {
-        if (strchr("*?[]\\", *s)) out[k++] = '\\';
-        out[k++] = *s;
-    }
-    out[k] = 0;
-}
-
-/* Removes the keys of job `only`, or (only NULL) of every job of the tenant but `keep`, with SCAN +
- * UNLINK. Returns the number removed, or -1 on a Redis error. */
-static long redis_drop_jobs(output *o, const char *only, const char *keep)
-{
-    char pat[1200], esc[1100], base[1100];
-    int nb = snprintf(base, sizeof base, "%sjob:", o->prefix);
-    snprintf(pat, sizeof pat, "%s%s%s", base, only ? only : "", only ? ":" : "");
-    glob_escape(pat, esc, sizeof esc);
-    snprintf(pat, sizeof pat, "%s*", esc);
-    size_t keep_len = keep ? strlen(keep) : 0;
-    char cursor[32] = "0";
-    long removed = 0;
-    do {
-        redisReply *r = redisCommand(o->rc, "SCAN %s MATCH %s COUNT 1000", cursor, pat);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            if (r) freeReplyObject(r);
-            return -1;
-        }
-        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-        redisReply *keys = r->element[1];
-        const char **argv = malloc((keys->elements + 1) * sizeof *argv);
-        size_t *lens = malloc((keys->elements + 1) * sizeof *lens);
-        if (!argv || !lens) {
-            free(argv);
-            free(lens);
-            freeReplyObject(r);
-            return -1;
-        }
-        int argc = 1;
-        argv[0] = "UNLINK";
-        lens[0] = 6;
-        for (size_t i = 0; i < keys->elements; i++) {
-            const char *k = keys->element[i]->str + nb; /* the job id, then ':' */
-            if (keep && keys->element[i]->len > (size_t)nb + keep_len && strncmp(k, keep, keep_len) == 0 &&
-                k[keep_len] == ':')
-                continue;
-            argv[argc] = keys->element[i]->str;
-            lens[argc++] = keys->element[i]->len;
-        }
-        if (argc > 1) {
-            redisReply *u = redisCommandArgv(o->rc, argc, argv, lens);
-            if (u && u->type == REDIS_REPLY_INTEGER) removed += (long)u->integer;
-            if (u) freeReplyObject(u);
-        }
-        free(argv);
-        free(lens);
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    return removed;
-}
-
-static int redis_open(output *o, const char *addr, const char *job, dt_err *err)
-{
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    char *end;
-    long port = colon ? strtol(colon + 1, &end, 10) : 0;
-    if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host || *end || port < 1 || port > 65535)
-        return dt_err_set(err, DT_EINVAL, "--redis", "expected HOST:PORT, got '%s'", addr);
-    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* [::1]:6379 */
-        memmove(host, host + 1, strlen(host));
-        host[strlen(host) - 1] = 0;
-    }
-    struct timeval tv = {5, 0};
-    o->rc = redisConnectWithTimeout(host, (int)port, tv);
-    if (!o->rc || o->rc->err)
-        return dt_err_set(err, DT_EIO, "--redis", "cannot connect to %s: %s", addr, o->rc ? o->rc->errstr : "out of memory");
-    redisSetTimeout(o->rc, (struct timeval){30, 0});
-    redisReply *r = redisCommand(o->rc, "PING");
-    bool ok = r && r->type != REDIS_REPLY_ERROR;
-    if (r) freeReplyObject(r);
-    if (!ok) return dt_err_set(err, DT_EIO, "--redis", "%s does not answer PING: %s", addr, o->rc->errstr);
-    snprintf(o->job, sizeof o->job, "%s", job);
-    size_t n = strlen("dt:v1:rerank::") + strlen(o->tenant) + 1;
-    if (!(o->prefix = malloc(n))) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
-    snprintf(o->prefix, n, "dt:v1:rerank:%s:", o->tenant);
-    return 0;
-}
-
-/* Publishes the job: its meta key, then the current pointer; then drops the previous job's keys. */
-static int redis_publish(output *o, const dt_rerank_opts *ro, bool quiet, dt_err *err)
-{
-    int rc = redis_drain(o, 0, err);
-    if (rc) return rc;
-    char key[1200];
-    snprintf(key, sizeof key, "%sjob:%s:meta", o->prefix, o->job);
-    json_t *meta = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "job", o->job, "tenant", o->tenant, "k", (json_int_t)ro->k,
-                             "cap", (json_int_t)ro->cap, "demands", (json_int_t)o->lists[DT_DEMAND], "achievements",
-                             (json_int_t)o->lists[DT_ACHIEVEMENT], "finished_at", (json_int_t)time(NULL));
-    char *m = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
-    json_decref(meta);
-    if (!m) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
-    redisReply *r = redisCommand(o->rc, "SET %s %s", key, m);
-    free(m);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        rc = dt_err_set(err, DT_EIO, "redis", "%s", r ? r->str : o->rc->errstr);
-        if (r) freeReplyObject(r);
-        return rc;
-    }
-    freeReplyObject(r);
-    snprintf(key, sizeof key, "%scurrent", o->prefix);
-    r = redisCommand(o->rc, "SET %s %s GET", key, o->job); /* Redis >= 6.2; else GET then SET */
-    char old[96] = "";
-    if (r && r->type == REDIS_REPLY_ERROR) {
-        freeReplyObject(r);
-        r = redisCommand(o->rc, "GET %s", key);
-        if (r && r->type == REDIS_REPLY_STRING) snprintf(old, sizeof old, "%s", r->str);
-        if (r) freeReplyObject(r);
-        r = redisCommand(o->rc, "SET %s %s", key, o->job);
-    } else if (r && r->type == REDIS_REPLY_STRING) {
-        snprintf(old, sizeof old, "%s", r->str);
-    }
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        rc = dt_err_set(err, DT_EIO, "redis", "setting %s: %s", key, r ? r->str : o->rc->errstr);
-        if (r) freeReplyObject(r);
-        return rc;
-    }
-    freeReplyObject(r);
-    /* the previous job's keys, and those a crashed job may have left */
-    long n = redis_drop_jobs(o, NULL, o->job);
-    if (n < 0) fprintf(stderr, "dovetail rerank: could not remove the keys of earlier jobs\n");
-    else if (!quiet && n)
-        fprintf(stderr, "removed %ld keys of earlier jobs (the previous current job: %s)\n", n, old[0] ? old : "none");
-    return 0;
-}
-
-static int file_open(output *o, dt_err *err)
-{
-    size_t n = strlen(o->path) + 32;
-    if (!(o->tmp = malloc(n))) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
-    snprintf(o->tmp, n, "%s.tmp.%ld", o->path, (long)getpid());
-    int fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || !(o->f = fdopen(fd, "w"))) {
-        int e = errno;
-        if (fd >= 0) close(fd);
-        return dt_err_set(err, DT_EIO, "--out", "creating %s: %s", o->tmp, strerror(e));
-    }
-    return 0;
-}
-
-static int file_commit(output *o, dt_err *err)
-{
-    if (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0) {
-        int e = errno;
-        fclose(o->f);
-        o->f = NULL;
-        return dt_err_set(err, DT_EIO, "--out", "writing %s: %s", o->tmp, strerror(e));
-    }
-    if (fclose(o->f) != 0) {
-        o->f = NULL;
-        return dt_err_set(err, DT_EIO, "--out", "writing %s: %s", o->tmp, strerror(errno));
-    }
-    o->f = NULL;
-    if (rename(o->tmp, o->path) != 0) return dt_err_set(err, DT_EIO, "--out", "renaming %s: %s", o->tmp, strerror(errno));
-    char *dup = strdup(o->path);
-    if (dup) { /* make the rename itself durable; best effort */
-        int dfd = open(dirname(dup), O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) fsync(dfd), close(dfd);
-        free(dup);
-    }
-    free(o->tmp);
-    o->tmp = NULL;
-    return 0;
-}
-
-/* Undoes whatever a failed or cancelled run left behind. */
-static void output_abandon(output *o)
-{
-    if (o->f) fclose(o->f);
-    o->f = NULL;
-    if (o->tmp) unlink(o->tmp);
-    free(o->tmp);
-    o->tmp = NULL;
-    if (o->rc && !o->rc->err) {
-        dt_err err = DT_ERR_INIT;
-        redis_drain(o, 0, &err);
-        redis_drop_jobs(o, o->job, NULL);
-    }
-}
-
-static void output_close(output *o)
-{
-    if (o->rc) redisFree(o->rc);
-    free(o->prefix);
-    free(o->tmp);
-}
 
 /* ---- progress ---- */
 
@@ -580,20 +291,15 @@ int cmd_rerank(int argc, char **argv)
         fprintf(stderr, "dovetail rerank: --candidates (%zu) must be at least -k (%zu)\n", ro.candidates, ro.k);
         return 2;
     }
-    char jid[96];
+    char jid[DT_RERANK_JOB_ID_MAX + 1];
     if (job_id) {
-        if (!*job_id || strlen(job_id) > 64 || strspn(job_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
-                                                  strlen(job_id)) {
-            fprintf(stderr, "--job-id: 1..64 characters of letters, digits, '-', '_' and '.'\n");
+        if (!dt_rerank_job_id_valid(job_id)) {
+            fprintf(stderr, "--job-id: 1..%d characters of letters, digits, '-', '_' and '.'\n", DT_RERANK_JOB_ID_MAX);
             return 2;
         }
         snprintf(jid, sizeof jid, "%s", job_id);
     } else {
-        time_t now = time(NULL);
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        snprintf(jid, sizeof jid, "%04d%02d%02dT%02d%02d%02dZ-%ld", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec, (long)getpid());
+        dt_rerank_job_id_make(jid, sizeof jid, 0);
     }
 
     dt_topk_blas_single();
@@ -625,35 +331,30 @@ int cmd_rerank(int argc, char **argv)
     }
     if (status == 0 && !quiet && n_outc) fprintf(stderr, "%zu outcome events loaded\n", n_events);
 
-    output out;
-    memset(&out, 0, sizeof out);
-    out.tenant = tenant && *tenant ? tenant : "public";
-    out.path = out_path;
-    if (status == 0 && redis_addr && redis_open(&out, redis_addr, jid, &err) < 0) {
-        fprintf(stderr, "dovetail rerank: %s: %s\n", err.field, err.msg);
-        status = 3;
-    }
-    if (status == 0 && out_path && file_open(&out, &err) < 0) {
-        fprintf(stderr, "dovetail rerank: %s\n", err.msg);
-        status = 3;
+    const char *tenant_name = tenant && *tenant ? tenant : "public";
+    dt_rerank_out *out = NULL;
+    if (status == 0) {
+        dt_rerank_out_opts oo = {tenant_name, jid, out_path, redis_addr, 5000, 30000, "--out", "--redis"};
+        if (!(out = dt_rerank_out_open(&oo, &err))) {
+            fprintf(stderr, "dovetail rerank: %s%s%s\n", err.field, err.field[0] ? ": " : "", err.msg);
+            status = err.code == DT_EEXIST || err.code == DT_EINVAL ? 2 : 3;
+        }
     }
     if (status) {
-        output_abandon(&out);
-        output_close(&out);
         dt_outcome_store_free(store);
         dt_engine_free(e);
         return status;
     }
 
-    ro.tenant = out.tenant;
+    ro.tenant = tenant_name;
     ro.outcomes = n_outc ? store : NULL;
-    ro.emit = emit_list;
-    ro.emit_ud = &out;
+    ro.emit = dt_rerank_out_emit;
+    ro.emit_ud = out;
     dt_rerank_job *job = dt_rerank_new(e, &ro, &err);
     if (!job) {
         fprintf(stderr, "dovetail rerank: %s: %s\n", err.field, err.msg);
-        output_abandon(&out);
-        output_close(&out);
+        dt_rerank_out_abandon(out);
+        dt_rerank_out_free(out);
         dt_outcome_store_free(store);
         dt_engine_free(e);
         return 2;
@@ -674,8 +375,8 @@ int cmd_rerank(int argc, char **argv)
 
     int rc = dt_rerank_run(job, &err);
     if (rc == 0 && g_stop_signal) rc = DT_RERANK_INTERRUPTED; /* nothing is published after a signal */
-    if (rc == 0 && out_path && file_commit(&out, &err) < 0) rc = -err.code;
-    if (rc == 0 && redis_addr && redis_publish(&out, &ro, quiet, &err) < 0) rc = -err.code;
+    dt_rerank_out_summary sum;
+    if (rc == 0 && dt_rerank_out_commit(out, ro.k, ro.cap, &sum, &err) < 0) rc = -err.code;
     atomic_store(&mon.finished, true);
     if (have_monitor) pthread_join(mt, NULL);
 
@@ -683,19 +384,24 @@ int cmd_rerank(int argc, char **argv)
     dt_rerank_get_progress(job, &p);
     if (rc == 0) {
         status = 0;
+        if (redis_addr && sum.removed < 0) fprintf(stderr, "dovetail rerank: could not remove the keys of earlier jobs\n");
         if (!quiet) {
             fprintf(stderr, "re-ranked %llu demands and %llu achievements of tenant '%s' in %.1f s (%.0f records/s)",
-                    (unsigned long long)out.lists[DT_DEMAND], (unsigned long long)out.lists[DT_ACHIEVEMENT], out.tenant,
+                    (unsigned long long)dt_rerank_out_lists(out, DT_DEMAND),
+                    (unsigned long long)dt_rerank_out_lists(out, DT_ACHIEVEMENT), tenant_name,
                     p.elapsed, p.elapsed > 0 ? (double)p.total / p.elapsed : 0.0);
             if (out_path) fprintf(stderr, "; wrote %s", out_path);
-            if (redis_addr) fprintf(stderr, "; published job %s", out.job);
+            if (redis_addr) fprintf(stderr, "; published job %s", jid);
             fprintf(stderr, "\n");
+            if (redis_addr && sum.removed > 0)
+                fprintf(stderr, "removed %ld keys of earlier jobs (the previous current job: %s)\n", sum.removed,
+                        sum.previous[0] ? sum.previous : "none");
             if (p.uncertain)
                 fprintf(stderr, "note: %llu lists are exact only among their best 10000 candidates (see docs/rerank.md)\n",
                         (unsigned long long)p.uncertain);
         }
     } else {
-        output_abandon(&out);
+        dt_rerank_out_abandon(out);
         if (rc == DT_RERANK_INTERRUPTED) {
             fprintf(stderr, "dovetail rerank: cancelled after %llu of %llu records; nothing was published\n",
                     (unsigned long long)p.done, (unsigned long long)p.total);
@@ -706,7 +412,7 @@ int cmd_rerank(int argc, char **argv)
             status = err.code == DT_EINVAL || err.code == DT_ENOTFOUND ? 1 : 3;
         }
     }
-    output_close(&out);
+    dt_rerank_out_free(out);
     dt_rerank_free(job);
     dt_outcome_store_free(store);
     dt_engine_free(e);

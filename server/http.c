@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,9 @@ const char *const dt_twirp_names[TW_COUNT] = {
     "not_found",  "bad_route", "already_exists",  "permission_denied",   "unauthenticated", "resource_exhausted",
     "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal",     "unavailable"};
 
-const char *const dt_method_names[DT_M_COUNT] = {"UpsertRecords", "DeleteRecords", "GetRecord", "Match", "Stats",
-                                                  "PairEvent",     "RecordOutcome"};
+const char *const dt_method_names[DT_M_COUNT] = {"UpsertRecords", "DeleteRecords", "GetRecord", "Match",
+                                                  "Stats",         "PairEvent",     "RecordOutcome", "StartRerank",
+                                                  "GetJob",        "CancelJob",     "ListJobs"};
 
 int dt_twirp_status(dt_twirp_code c)
 {
@@ -54,6 +56,22 @@ dt_twirp_code dt_twirp_from_err(int code)
     case DT_ECORRUPT: return TW_INTERNAL;
     default: return TW_INTERNAL;
     }
+}
+
+void dt_log(const dt_config *cfg, const char *fmt, ...)
+{
+    if (cfg->quiet) return;
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s dovetaild: %s\n", ts, line); /* one write per line: jobs log from their own threads */
 }
 
 uint64_t dt_now_us(void)
@@ -375,6 +393,7 @@ static void serve_metrics(dt_server *s, struct evhttp_request *req)
         pthread_rwlock_unlock(&s->lock);
     }
     if (s->metrics_sizes) fputs(s->metrics_sizes, f);
+    dt_jobs_metrics(s->jobs, f);
     fclose(f);
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, text, len);

@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "durable.h"
 #include "ingest.h"
+#include "outcome.h"
 #include "server.h"
 #include "topk.h"
 
@@ -32,23 +33,6 @@ typedef struct opt {
     long long min, max;
     const char *help;
 } opt;
-
-static void logmsg(const dt_config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logmsg(const dt_config *cfg, const char *fmt, ...)
-{
-    if (cfg->quiet) return;
-    char ts[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "%s dovetaild: ", ts);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
 
 static void env_name(const char *flag, char *out, size_t n)
 {
@@ -114,7 +98,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     dt_server *s = arg;
-    logmsg(&s->cfg, "signal %d: shutting down", (int)sig);
+    dt_log(&s->cfg, "signal %d: shutting down", (int)sig);
     event_base_loopexit(s->base, NULL);
 }
 
@@ -123,7 +107,7 @@ static void on_auth_log(void *ud, bool error, const char *msg)
     const dt_config *cfg = ud;
     dt_config loud = *cfg;
     loud.quiet = false;
-    logmsg(error ? &loud : cfg, "%s", msg);
+    dt_log(error ? &loud : cfg, "%s", msg);
 }
 
 static void worker_ctx_free(void *ctx)
@@ -247,12 +231,12 @@ static int load_data(dt_server *s)
         return -1;
     for (size_t i = 0; i < nt; i++) {
         dt_index *a = dt_engine_index(s->engine, names[i], DT_ACHIEVEMENT), *d = dt_engine_index(s->engine, names[i], DT_DEMAND);
-        logmsg(cfg, "tenant %s: %zu achievements, %zu demands, %zu outcome events, dense vectors: %s", names[i],
+        dt_log(cfg, "tenant %s: %zu achievements, %zu demands, %zu outcome events, dense vectors: %s", names[i],
                a ? dt_index_count(a) : 0, d ? dt_index_count(d) : 0, dt_outcome_count(s->outcomes, names[i]),
                dt_engine_dense_kind(s->engine, names[i]));
         dt_server_set_epoch(s, names[i], dt_rpc_tenant_epoch(s, names[i]));
     }
-    if (built) logmsg(cfg, "dense index of %zu tenants built in %.2f s", built, (double)(dt_now_us() - t0) / 1e6);
+    if (built) dt_log(cfg, "dense index of %zu tenants built in %.2f s", built, (double)(dt_now_us() - t0) / 1e6);
     return 0;
 }
 
@@ -278,6 +262,8 @@ int main(int argc, char **argv)
     cfg->dim = 256;
     cfg->fsync = "always";
     cfg->snapshot_every_mb = 64;
+    cfg->jobs_keep = 8;
+    cfg->rerank_redis_timeout_ms = 10000;
     const opt opts[] = {
         {"listen", OPT_STR, &cfg->listen, NULL, 0, 0, "address to serve on, HOST:PORT (port 0: any free port)"},
         {"workers", OPT_INT, &cfg->workers, NULL, 1, 256, "worker threads for matching and writes (default: CPUs)"},
@@ -317,6 +303,14 @@ int main(int argc, char **argv)
         {"auth-file", OPT_STR, &cfg->auth_file, NULL, 0, 0,
          "bearer tokens and their tenants, JSON (README: Authentication); re-read on SIGHUP; without it, "
          "--listen must be loopback"},
+        {"jobs-dir", OPT_STR, &cfg->jobs_dir, NULL, 0, 0,
+         "directory for re-rank job files (default <data-dir>/jobs; without either: Redis output only)"},
+        {"rerank-threads", OPT_INT, &cfg->rerank_threads, NULL, 0, 1024,
+         "worker threads of a re-rank job (default 0: one per CPU)"},
+        {"jobs-keep", OPT_SIZE, &cfg->jobs_keep, NULL, 1, 10000,
+         "finished re-rank jobs remembered, and job files kept, per tenant (default 8)"},
+        {"rerank-redis-timeout-ms", OPT_INT, &cfg->rerank_redis_timeout_ms, NULL, 1, 3600000,
+         "connect and command timeout of a re-rank job's Redis connection (default 10000)"},
         {"quiet", OPT_BOOL, &cfg->quiet, NULL, 0, 0, "log nothing but errors"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
@@ -387,7 +381,7 @@ int main(int argc, char **argv)
             return 2;
         }
         if (warning[0]) fprintf(stderr, "dovetaild: warning: --auth-file %s\n", warning);
-        logmsg(cfg, "authentication: %zu tokens from %s", dt_auth_count(srv.auth), cfg->auth_file);
+        dt_log(cfg, "authentication: %zu tokens from %s", dt_auth_count(srv.auth), cfg->auth_file);
     } else if (!dt_auth_listen_is_loopback(cfg->listen)) {
         fprintf(stderr,
                 "dovetaild: --listen %s is not a loopback address and there is no --auth-file: anyone who can reach "
@@ -426,6 +420,7 @@ int main(int argc, char **argv)
         return 3;
     }
     int status = 0;
+    char *jobs_dir = NULL;
     if (load_data(&srv) < 0) {
         status = 1;
         goto out;
@@ -468,6 +463,18 @@ int main(int argc, char **argv)
         status = 3;
         goto out;
     }
+    if (cfg->jobs_dir || cfg->data_dir) {
+        size_t n = cfg->jobs_dir ? strlen(cfg->jobs_dir) + 1 : strlen(cfg->data_dir) + sizeof "/jobs";
+        if ((jobs_dir = malloc(n))) snprintf(jobs_dir, n, cfg->jobs_dir ? "%s" : "%s/jobs", cfg->jobs_dir ? cfg->jobs_dir : cfg->data_dir);
+    }
+    if ((cfg->jobs_dir || cfg->data_dir) && !jobs_dir) dt_err_set(&err, DT_ENOMEM, NULL, "out of memory");
+    else srv.jobs = dt_jobs_new(&srv, jobs_dir, &err);
+    if (!srv.jobs) {
+        fprintf(stderr, "dovetaild: %s%s%s\n", err.field[0] ? "--" : "", err.field, err.field[0] ? ": " : "");
+        fprintf(stderr, "dovetaild: %s\n", err.msg);
+        status = 3;
+        goto out;
+    }
     dt_pool_opts po = {cfg->workers, cfg->max_queue, cfg->max_batch, cfg->batch_window_us,
                        worker_ctx_new, worker_ctx_free, &srv};
     srv.pool = dt_pool_new(srv.base, &po, &err);
@@ -501,9 +508,9 @@ int main(int argc, char **argv)
         snprintf(host, sizeof host, "%s", cfg->listen);
         char *colon = strrchr(host, ':');
         if (colon) *colon = 0;
-        logmsg(cfg, "listening on http://%s:%d (%d workers, cache: %s)", host, srv.port, cfg->workers,
+        dt_log(cfg, "listening on http://%s:%d (%d workers, cache: %s)", host, srv.port, cfg->workers,
                cfg->redis ? cfg->redis : cfg->local_cache_mb ? "in-process" : "off");
-        if (!srv.auth) logmsg(cfg, "authentication is off (no --auth-file): listening on loopback only");
+        if (!srv.auth) dt_log(cfg, "authentication is off (no --auth-file): listening on loopback only");
         /* a machine-readable line for scripts and tests that start us on port 0 */
         printf("dovetaild listening on %s:%d\n", host, srv.port);
         fflush(stdout);
@@ -513,6 +520,7 @@ int main(int argc, char **argv)
      * (answered 503 unavailable); then run the loop a little longer so those answers are written
      * before the connections close. Requests arriving meanwhile are answered 503 too. */
     srv.stopping = true;
+    dt_jobs_stop(srv.jobs); /* running re-rank jobs stop after their batch in hand and clean up */
     if (srv.sock) evhttp_del_accept_socket(srv.http, srv.sock);
     srv.sock = NULL;
     dt_pool_free(srv.pool);
@@ -527,6 +535,9 @@ out:
     dt_http_stop(&srv);
     dt_auth_reloader_free(srv.auth_reloader);
     dt_auth_free(srv.auth);
+    dt_jobs_free(srv.jobs);
+    srv.jobs = NULL;
+    free(jobs_dir);
     /* a clean stop leaves a fresh snapshot, so the next start replays nothing */
     dt_durable_close(srv.durable, status == 0);
     if (srv.sig_int) event_free(srv.sig_int);

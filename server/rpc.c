@@ -4,6 +4,7 @@
  * the engine.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,14 @@ const char *dt_rpc_tenant(const dt_call *c)
         return tenant_or_public(((const Dovetail__V1__PairEventRequest *)c->in)->tenant);
     case DT_M_RECORD_OUTCOME:
         return tenant_or_public(((const Dovetail__V1__RecordOutcomeRequest *)c->in)->tenant);
+    case DT_M_START_RERANK:
+        return tenant_or_public(((const Dovetail__V1__StartRerankRequest *)c->in)->tenant);
+    case DT_M_GET_JOB:
+        return tenant_or_public(((const Dovetail__V1__GetJobRequest *)c->in)->tenant);
+    case DT_M_CANCEL_JOB:
+        return tenant_or_public(((const Dovetail__V1__CancelJobRequest *)c->in)->tenant);
+    case DT_M_LIST_JOBS:
+        return tenant_or_public(((const Dovetail__V1__ListJobsRequest *)c->in)->tenant);
     }
     return "public";
 }
@@ -62,20 +71,34 @@ void dt_rpc_fold_served(dt_server *s)
     pthread_rwlock_unlock(&s->lock);
 }
 
-static int bad(dt_call *c, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int bad(dt_call *c, const char *field, const char *fmt, ...)
+static int vfail(dt_call *c, dt_twirp_code code, int dt_code, const char *field, const char *fmt, va_list ap)
 {
-    c->code = TW_INVALID_ARGUMENT;
-    c->err.code = DT_EINVAL;
+    c->code = code;
+    c->err.code = dt_code;
     snprintf(c->err.field, sizeof c->err.field, "%s", field ? field : "");
+    vsnprintf(c->err.msg, sizeof c->err.msg, fmt, ap);
+    return -1;
+}
+
+int dt_rpc_fail(dt_call *c, dt_twirp_code code, int dt_code, const char *field, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->err.msg, sizeof c->err.msg, fmt, ap);
+    vfail(c, code, dt_code, field, fmt, ap);
     va_end(ap);
     return -1;
 }
 
-static int side_of(Dovetail__V1__Side s, dt_side *out)
+int dt_rpc_bad(dt_call *c, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(c, TW_INVALID_ARGUMENT, DT_EINVAL, field, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int dt_rpc_side_of(Dovetail__V1__Side s, dt_side *out)
 {
     if (s == DOVETAIL__V1__SIDE__SIDE_DEMAND) *out = DT_DEMAND;
     else if (s == DOVETAIL__V1__SIDE__SIDE_ACHIEVEMENT) *out = DT_ACHIEVEMENT;
@@ -83,7 +106,7 @@ static int side_of(Dovetail__V1__Side s, dt_side *out)
     return 0;
 }
 
-static Dovetail__V1__Side side_pb(dt_side s)
+Dovetail__V1__Side dt_rpc_side_pb(dt_side s)
 {
     return s == DT_DEMAND ? DOVETAIL__V1__SIDE__SIDE_DEMAND : DOVETAIL__V1__SIDE__SIDE_ACHIEVEMENT;
 }
@@ -113,14 +136,14 @@ static size_t modes_pb(uint32_t bits, Dovetail__V1__Mode *out)
 
 /* ---- loop-side checks ---- */
 
-static int check_weights(dt_call *c, const Dovetail__V1__Weights *w)
+int dt_rpc_check_weights(dt_call *c, const Dovetail__V1__Weights *w)
 {
     if (!w) return 0;
     double v[3] = {w->dense, w->lexical, w->structured};
     const char *names[3] = {"weights.dense", "weights.lexical", "weights.structured"};
     for (int i = 0; i < 3; i++)
-        if (!isfinite(v[i]) || v[i] < 0 || v[i] > 1e6) return bad(c, names[i], "must be a finite number >= 0");
-    if (v[0] + v[1] + v[2] <= 0) return bad(c, "weights", "at least one weight must be > 0");
+        if (!isfinite(v[i]) || v[i] < 0 || v[i] > 1e6) return dt_rpc_bad(c, names[i], "must be a finite number >= 0");
+    if (v[0] + v[1] + v[2] <= 0) return dt_rpc_bad(c, "weights", "at least one weight must be > 0");
     return 0;
 }
 
@@ -138,30 +161,30 @@ static int outcome_from_pb(dt_call *c, const Dovetail__V1__Outcome *p, size_t i,
     char field[64];
     if (p->kind == DOVETAIL__V1__OUTCOME_KIND__OUTCOME_KIND_UNSPECIFIED) {
         snprintf(field, sizeof field, "outcomes[%zu].kind", i);
-        return bad(c, field, "required: OUTCOME_KIND_VIEWED, _CONTACTED, _DECLINED, _MEETING_HELD, _NEGOTIATING or "
+        return dt_rpc_bad(c, field, "required: OUTCOME_KIND_VIEWED, _CONTACTED, _DECLINED, _MEETING_HELD, _NEGOTIATING or "
                              "_DEAL_SIGNED");
     }
     if ((int)p->kind < 1 || (int)p->kind > DT_OUTCOME_KIND_COUNT) {
         snprintf(field, sizeof field, "outcomes[%zu].kind", i);
-        return bad(c, field, "unknown outcome kind %d", (int)p->kind);
+        return dt_rpc_bad(c, field, "unknown outcome kind %d", (int)p->kind);
     }
     ev->kind = (dt_outcome_kind)((int)p->kind - 1);
     if ((int)p->reason < 0 || (int)p->reason >= DT_OUTCOME_REASON_COUNT) {
         snprintf(field, sizeof field, "outcomes[%zu].reason", i);
-        return bad(c, field, "unknown decline reason %d", (int)p->reason);
+        return dt_rpc_bad(c, field, "unknown decline reason %d", (int)p->reason);
     }
     ev->reason = (dt_outcome_reason)p->reason;
     if (p->amount_present_case == DOVETAIL__V1__OUTCOME__AMOUNT_PRESENT_AMOUNT) {
         if (ev->kind == DT_OUTCOME_DEAL_SIGNED && !(isfinite(p->amount) && p->amount >= 0)) {
             snprintf(field, sizeof field, "outcomes[%zu].amount", i);
-            return bad(c, field, "must be a finite amount >= 0 (CNY), got %g", p->amount);
+            return dt_rpc_bad(c, field, "must be a finite amount >= 0 (CNY), got %g", p->amount);
         }
         ev->amount = isnan(p->amount) ? 0 : p->amount; /* a NaN on another kind is still an amount given */
     }
     dt_err err = DT_ERR_INIT;
     if (dt_outcome_event_validate(ev, &err) < 0) {
         snprintf(field, sizeof field, "outcomes[%zu].%.30s", i, err.field[0] ? err.field : "outcome");
-        return bad(c, field, "%s", err.msg);
+        return dt_rpc_bad(c, field, "%s", err.msg);
     }
     return 0;
 }
@@ -169,84 +192,84 @@ static int outcome_from_pb(dt_call *c, const Dovetail__V1__Outcome *p, size_t i,
 int dt_rpc_precheck(dt_call *c)
 {
     const dt_config *cfg = &c->srv->cfg;
-    if (strlen(c->tenant) > DT_TENANT_MAX) return bad(c, "tenant", "longer than %d bytes", DT_TENANT_MAX);
+    if (strlen(c->tenant) > DT_TENANT_MAX) return dt_rpc_bad(c, "tenant", "longer than %d bytes", DT_TENANT_MAX);
     switch (c->method_index) {
     case DT_M_UPSERT_RECORDS: {
         const Dovetail__V1__UpsertRecordsRequest *r = (const void *)c->in;
         if (r->n_records > cfg->max_records)
-            return bad(c, "records", "%zu records in one call; the limit is %zu (--max-records)", r->n_records,
+            return dt_rpc_bad(c, "records", "%zu records in one call; the limit is %zu (--max-records)", r->n_records,
                        cfg->max_records);
         return 0;
     }
     case DT_M_DELETE_RECORDS: {
         const Dovetail__V1__DeleteRecordsRequest *r = (const void *)c->in;
         dt_side s;
-        if (side_of(r->side, &s) < 0) return bad(c, "side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
+        if (dt_rpc_side_of(r->side, &s) < 0) return dt_rpc_bad(c, "side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
         if (r->n_ids > cfg->max_records)
-            return bad(c, "ids", "%zu ids in one call; the limit is %zu (--max-records)", r->n_ids, cfg->max_records);
+            return dt_rpc_bad(c, "ids", "%zu ids in one call; the limit is %zu (--max-records)", r->n_ids, cfg->max_records);
         return 0;
     }
     case DT_M_GET_RECORD: {
         const Dovetail__V1__GetRecordRequest *r = (const void *)c->in;
         dt_side s;
-        if (side_of(r->side, &s) < 0) return bad(c, "side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
-        if (!r->id || !*r->id) return bad(c, "id", "required");
+        if (dt_rpc_side_of(r->side, &s) < 0) return dt_rpc_bad(c, "side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
+        if (!r->id || !*r->id) return dt_rpc_bad(c, "id", "required");
         return 0;
     }
     case DT_M_MATCH: {
         const Dovetail__V1__MatchRequest *r = (const void *)c->in;
         dt_side s;
         if (r->query_case == DOVETAIL__V1__MATCH_REQUEST__QUERY_RECORD) {
-            if (!r->record || side_of(r->record->side, &s) < 0)
-                return bad(c, "record.side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
-            if (!r->record->id || !*r->record->id) return bad(c, "record.id", "required");
-            if (r->target_side != DOVETAIL__V1__SIDE__SIDE_UNSPECIFIED && side_of(r->target_side, &s) < 0)
-                return bad(c, "target_side", "unknown side %d", (int)r->target_side);
+            if (!r->record || dt_rpc_side_of(r->record->side, &s) < 0)
+                return dt_rpc_bad(c, "record.side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
+            if (!r->record->id || !*r->record->id) return dt_rpc_bad(c, "record.id", "required");
+            if (r->target_side != DOVETAIL__V1__SIDE__SIDE_UNSPECIFIED && dt_rpc_side_of(r->target_side, &s) < 0)
+                return dt_rpc_bad(c, "target_side", "unknown side %d", (int)r->target_side);
         } else if (r->query_case == DOVETAIL__V1__MATCH_REQUEST__QUERY_TEXT) {
-            if (!r->text || !*r->text) return bad(c, "text", "empty");
+            if (!r->text || !*r->text) return dt_rpc_bad(c, "text", "empty");
             if (strlen(r->text) > cfg->max_text)
-                return bad(c, "text", "longer than %zu bytes (--max-text)", cfg->max_text);
-            if (side_of(r->target_side, &s) < 0)
-                return bad(c, "target_side", "required with a text query: SIDE_DEMAND or SIDE_ACHIEVEMENT");
+                return dt_rpc_bad(c, "text", "longer than %zu bytes (--max-text)", cfg->max_text);
+            if (dt_rpc_side_of(r->target_side, &s) < 0)
+                return dt_rpc_bad(c, "target_side", "required with a text query: SIDE_DEMAND or SIDE_ACHIEVEMENT");
         } else {
-            return bad(c, "query", "give either record (side and id of a stored record) or text");
+            return dt_rpc_bad(c, "query", "give either record (side and id of a stored record) or text");
         }
         if ((size_t)r->k + r->offset > cfg->max_k)
-            return bad(c, r->k > cfg->max_k ? "k" : "offset", "k + offset is %llu; the limit is %zu (--max-k)",
+            return dt_rpc_bad(c, r->k > cfg->max_k ? "k" : "offset", "k + offset is %llu; the limit is %zu (--max-k)",
                        (unsigned long long)r->k + r->offset, cfg->max_k);
         const Dovetail__V1__Filter *f = r->filter;
         if (f) {
-            if (f->trl_min < 0 || f->trl_min > 9) return bad(c, "filter.trl_min", "must be 0 (none) or 1..9");
-            if (f->trl_max < 0 || f->trl_max > 9) return bad(c, "filter.trl_max", "must be 0 (none) or 1..9");
+            if (f->trl_min < 0 || f->trl_min > 9) return dt_rpc_bad(c, "filter.trl_min", "must be 0 (none) or 1..9");
+            if (f->trl_max < 0 || f->trl_max > 9) return dt_rpc_bad(c, "filter.trl_max", "must be 0 (none) or 1..9");
             if (f->trl_min && f->trl_max && f->trl_min > f->trl_max)
-                return bad(c, "filter.trl_min", "is larger than filter.trl_max");
+                return dt_rpc_bad(c, "filter.trl_min", "is larger than filter.trl_max");
             uint32_t bits;
             char field[64];
             if (modes_of(f->modes, f->n_modes, &bits, field, sizeof field, "filter.modes") < 0)
-                return bad(c, field, "unknown mode");
+                return dt_rpc_bad(c, field, "unknown mode");
             if (f->price_min_present_case && !(f->price_min >= 0 && isfinite(f->price_min)))
-                return bad(c, "filter.price_min", "must be a finite number >= 0");
+                return dt_rpc_bad(c, "filter.price_min", "must be a finite number >= 0");
             if (f->price_max_present_case && !(f->price_max >= 0 && isfinite(f->price_max)))
-                return bad(c, "filter.price_max", "must be a finite number >= 0");
+                return dt_rpc_bad(c, "filter.price_max", "must be a finite number >= 0");
             if (f->n_field_prefixes > 64 || f->n_regions > 64 || f->n_clusters > 64 || f->n_tags > 64 ||
                 f->n_exclude_ids > 10000)
-                return bad(c, "filter", "too many values in a list (64 at most; exclude_ids 10000)");
+                return dt_rpc_bad(c, "filter", "too many values in a list (64 at most; exclude_ids 10000)");
         }
-        return check_weights(c, r->weights);
+        return dt_rpc_check_weights(c, r->weights);
     }
     case DT_M_PAIR_EVENT: return dt_rpc_event_precheck(c);
     case DT_M_STATS: {
         const Dovetail__V1__StatsRequest *r = (const void *)c->in;
         if (r->field_depth_present_case && r->field_depth > STATS_DEPTH_MAX)
-            return bad(c, "field_depth", "%u is more than %d components", r->field_depth, STATS_DEPTH_MAX);
+            return dt_rpc_bad(c, "field_depth", "%u is more than %d components", r->field_depth, STATS_DEPTH_MAX);
         if (r->region_depth_present_case && r->region_depth > STATS_DEPTH_MAX)
-            return bad(c, "region_depth", "%u is more than %d components", r->region_depth, STATS_DEPTH_MAX);
+            return dt_rpc_bad(c, "region_depth", "%u is more than %d components", r->region_depth, STATS_DEPTH_MAX);
         return 0;
     }
     case DT_M_RECORD_OUTCOME: {
         const Dovetail__V1__RecordOutcomeRequest *r = (const void *)c->in;
         if (r->n_outcomes > cfg->max_records)
-            return bad(c, "outcomes", "%zu events in one call; the limit is %zu (--max-records)", r->n_outcomes,
+            return dt_rpc_bad(c, "outcomes", "%zu events in one call; the limit is %zu (--max-records)", r->n_outcomes,
                        cfg->max_records);
         for (size_t i = 0; i < r->n_outcomes; i++) {
             dt_outcome_event ev;
@@ -254,6 +277,10 @@ int dt_rpc_precheck(dt_call *c)
         }
         return 0;
     }
+    case DT_M_START_RERANK:
+    case DT_M_GET_JOB:
+    case DT_M_CANCEL_JOB:
+    case DT_M_LIST_JOBS: return dt_rpc_jobs_precheck(c);
     }
     return 0;
 }
@@ -285,24 +312,24 @@ static int record_from_pb(dt_call *c, const PbRecord *p, size_t i, dt_record *r)
     char field[64];
     if (p->tenant && *p->tenant && strcmp(p->tenant, c->tenant) != 0) {
         snprintf(field, sizeof field, "records[%zu].tenant", i);
-        return bad(c, field, "'%s' differs from the request's tenant '%s' (leave it empty)", p->tenant, c->tenant);
+        return dt_rpc_bad(c, field, "'%s' differs from the request's tenant '%s' (leave it empty)", p->tenant, c->tenant);
     }
     dt_side side;
-    if (side_of(p->side, &side) < 0) {
+    if (dt_rpc_side_of(p->side, &side) < 0) {
         snprintf(field, sizeof field, "records[%zu].side", i);
-        return bad(c, field, "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
+        return dt_rpc_bad(c, field, "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
     }
     r->side = side;
     uint32_t bits;
     char mf[64];
     snprintf(field, sizeof field, "records[%zu].modes", i);
-    if (modes_of(p->modes, p->n_modes, &bits, mf, sizeof mf, field) < 0) return bad(c, mf, "unknown mode");
+    if (modes_of(p->modes, p->n_modes, &bits, mf, sizeof mf, field) < 0) return dt_rpc_bad(c, mf, "unknown mode");
     r->modes = bits;
     if (p->status == DOVETAIL__V1__STATUS__STATUS_CLOSED)
         r->status = DT_CLOSED;
     else if (p->status != DOVETAIL__V1__STATUS__STATUS_OPEN && p->status != DOVETAIL__V1__STATUS__STATUS_UNSPECIFIED) {
         snprintf(field, sizeof field, "records[%zu].status", i);
-        return bad(c, field, "unknown status %d", (int)p->status);
+        return dt_rpc_bad(c, field, "unknown status %d", (int)p->status);
     }
     r->trl = p->trl;
     r->updated_at = p->updated_at;
@@ -322,7 +349,7 @@ static int record_from_pb(dt_call *c, const PbRecord *p, size_t i, dt_record *r)
     dt_err err = DT_ERR_INIT;
     if (dt_record_validate(r, &err) < 0) {
         snprintf(field, sizeof field, "records[%zu].%.30s", i, err.field);
-        return bad(c, field, "%s", err.msg);
+        return dt_rpc_bad(c, field, "%s", err.msg);
     }
     return 0;
 nomem:
@@ -337,7 +364,7 @@ static void record_to_pb(const dt_record *r, PbRecord *p, Dovetail__V1__Mode *mo
     dovetail__v1__record__init(p);
     p->tenant = (char *)dt_record_tenant(r);
     p->id = r->id;
-    p->side = side_pb(r->side);
+    p->side = dt_rpc_side_pb(r->side);
     if (r->title) p->title = r->title;
     if (r->text) p->text = r->text;
     p->n_keywords = r->n_keywords;
@@ -471,7 +498,7 @@ static void run_delete(dt_call *c)
     const Dovetail__V1__DeleteRecordsRequest *rq = (const void *)c->in;
     dt_server *s = c->srv;
     dt_side side = DT_DEMAND;
-    side_of(rq->side, &side);
+    dt_rpc_side_of(rq->side, &side);
     char **missing = calloc(rq->n_ids ? rq->n_ids : 1, sizeof *missing);
     if (!missing) {
         c->code = TW_INTERNAL;
@@ -517,7 +544,7 @@ static void run_get(dt_call *c)
     const Dovetail__V1__GetRecordRequest *rq = (const void *)c->in;
     dt_server *s = c->srv;
     dt_side side = DT_DEMAND;
-    side_of(rq->side, &side);
+    dt_rpc_side_of(rq->side, &side);
     pthread_rwlock_rdlock(&s->lock);
     const dt_record *r = dt_engine_get(s->engine, c->tenant, side, rq->id);
     if (!r) {
@@ -768,13 +795,13 @@ static void query_from_pb(const dt_call *c, dt_query *q, dt_weights *w)
     dt_query_init(q);
     q->tenant = c->tenant;
     if (r->query_case == DOVETAIL__V1__MATCH_REQUEST__QUERY_RECORD) {
-        side_of(r->record->side, &q->record_side);
+        dt_rpc_side_of(r->record->side, &q->record_side);
         q->record_id = r->record->id;
         dt_side t;
-        q->target = side_of(r->target_side, &t) == 0 ? t : (dt_side)!q->record_side;
+        q->target = dt_rpc_side_of(r->target_side, &t) == 0 ? t : (dt_side)!q->record_side;
     } else {
         q->text = r->text;
-        side_of(r->target_side, &q->target);
+        dt_rpc_side_of(r->target_side, &q->target);
     }
     q->k = r->k ? r->k : 10;
     q->offset = r->offset;
@@ -828,7 +855,7 @@ static void match_to_pb(dt_call *c, const dt_match_result *res)
         Dovetail__V1__Match *p = &ms[i];
         dovetail__v1__match__init(p);
         p->id = r->id;
-        p->side = side_pb(r->side);
+        p->side = dt_rpc_side_pb(r->side);
         p->score = m->score;
         if (r->title) p->title = r->title;
         if (r->org) p->org = r->org;
@@ -902,7 +929,7 @@ static void note_served(dt_call *c, size_t n)
     const Dovetail__V1__MatchRequest *r = (const void *)c->in;
     dt_side side;
     if (!n || !c->srv->served || r->query_case != DOVETAIL__V1__MATCH_REQUEST__QUERY_RECORD || !r->record ||
-        side_of(r->record->side, &side) < 0)
+        dt_rpc_side_of(r->record->side, &side) < 0)
         return;
     dt_served_note(c->srv->served, c->tenant, side, r->record->id, n, NULL);
 }
@@ -990,6 +1017,10 @@ void dt_rpc_run(dt_call *c, dt_worker *w)
     case DT_M_STATS: run_stats(c); break;
     case DT_M_PAIR_EVENT: dt_rpc_event_run(c, w->sr); break;
     case DT_M_RECORD_OUTCOME: run_record_outcome(c); break;
+    case DT_M_START_RERANK:
+    case DT_M_GET_JOB:
+    case DT_M_CANCEL_JOB:
+    case DT_M_LIST_JOBS: dt_rpc_jobs_run(c); break;
     default:
         c->code = TW_UNIMPLEMENTED;
         dt_err_set(&c->err, DT_EINVAL, NULL, "method %s is not implemented", c->method->name);

@@ -19,6 +19,7 @@
 #include "dovetail/v1/matchmaker.pb-c.h"
 #include "engine.h"
 #include "rerank.h"
+#include "jobs.h"
 #include "metrics.h"
 #include "outcome.h"
 #include "pool.h"
@@ -58,6 +59,10 @@ typedef enum {
     DT_M_STATS,
     DT_M_PAIR_EVENT,
     DT_M_RECORD_OUTCOME,
+    DT_M_START_RERANK, /* re-rank jobs (jobs.c) */
+    DT_M_GET_JOB,
+    DT_M_CANCEL_JOB,
+    DT_M_LIST_JOBS,
     DT_M_COUNT
 } dt_method;
 extern const char *const dt_method_names[DT_M_COUNT];
@@ -94,6 +99,11 @@ typedef struct dt_config {
     const char *fsync;         /* always | everysec | no */
     size_t snapshot_every_mb;
     const char *auth_file;     /* bearer tokens (auth.h); NULL: no auth, loopback only */
+    /* re-rank jobs (jobs.c) */
+    const char *jobs_dir;      /* JSON Lines outputs; NULL: <data_dir>/jobs, or no file output */
+    int rerank_threads;        /* worker threads per job; 0: online CPUs */
+    size_t jobs_keep;          /* finished jobs (and their files) kept per tenant */
+    int rerank_redis_timeout_ms;
 } dt_config;
 
 /* The loop's view of each tenant's epoch: updated only on the loop thread, after a write job
@@ -126,6 +136,7 @@ typedef struct dt_server {
     struct dt_durable *durable; /* --data-dir state, or NULL (durable.c) */
     struct dt_auth *auth;       /* --auth-file tokens, or NULL: every request allowed (auth.c) */
     struct dt_auth_reloader *auth_reloader; /* re-reads --auth-file on SIGHUP */
+    struct dt_jobs *jobs;       /* re-rank jobs (jobs.c) */
 } dt_server;
 
 /* One RPC in flight. Lives until it has been answered and nothing (cache lookup, job) still
@@ -158,6 +169,8 @@ typedef struct dt_call {
 } dt_call;
 
 uint64_t dt_now_us(void);
+/* A timestamped line on standard error, unless cfg->quiet. Any thread. */
+void dt_log(const dt_config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* http.c */
 int dt_http_start(dt_server *s, dt_err *err);
@@ -182,6 +195,16 @@ void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_worker *w);
 /* rpc.c, loop thread: checks a decoded request before any work is queued (limits, required
  * fields) so that bad requests never wait in the queue. 0 or sets c->code/err. */
 int dt_rpc_precheck(dt_call *c);
+/* Sets c->code = invalid_argument with the field and message; returns -1. */
+int dt_rpc_bad(dt_call *c, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same with any Twirp code and dt_err code (field may be NULL). */
+int dt_rpc_fail(dt_call *c, dt_twirp_code code, int dt_code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Checks request weights (NULL is fine): each finite, >= 0, not all 0. 0 or dt_rpc_bad. */
+int dt_rpc_check_weights(dt_call *c, const Dovetail__V1__Weights *w);
+/* SIDE_DEMAND / SIDE_ACHIEVEMENT <-> dt_side; -1 for any other value. */
+int dt_rpc_side_of(Dovetail__V1__Side s, dt_side *out);
+Dovetail__V1__Side dt_rpc_side_pb(dt_side s);
 /* The tenant a request names ("public" when empty). */
 const char *dt_rpc_tenant(const dt_call *c);
 /* Packs a response into c->out (and c->out_json for JSON calls) and sets c->code; on failure

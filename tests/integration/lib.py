@@ -326,3 +326,29 @@ class Twirp:
 
 def make_tmpdir():
     return tempfile.mkdtemp(prefix="dovetail-it-")
+
+
+def tap_main(run):
+    """Runs run(tap, procs, tmp) as a whole test program: an exception counts as one failed check,
+    every process it started is stopped and tmp removed afterwards, SIGTERM ends it the same way.
+    Prints the plan line and returns the exit status (1 when any check failed or none ran)."""
+    tap = Tap()
+    procs = Procs()
+    tmp = make_tmpdir()
+    t0 = time.time()
+
+    def on_term(sig, frame):
+        raise SystemExit(1)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        run(tap, procs, tmp)
+    except Exception as e:  # noqa: BLE001
+        import traceback
+        tap.ok(False, "the test program ran to the end", "%s\n%s" % (e, traceback.format_exc()))
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    tap.diag("%d checks, %d failed, %.1f s" % (tap.n, tap.failed, time.time() - t0))
+    print("1..%d" % tap.n)
+    return 1 if tap.failed or tap.n == 0 else 0

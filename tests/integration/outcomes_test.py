@@ -277,10 +277,16 @@ def cli(*args, timeout=60):
 
 
 def dir_digest(path):
+    """Every file under path (the jobs/ subdirectory included), by relative name."""
     out = {}
-    for name in sorted(os.listdir(path)):
-        with open(os.path.join(path, name), "rb") as f:
-            out[name] = hashlib.sha256(f.read()).hexdigest()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
+        for name in dirs:
+            out[os.path.relpath(os.path.join(root, name), path) + "/"] = "dir"
     return out
 
 

@@ -215,6 +215,17 @@ assert meta["job"] == "job1" and meta["k"] == 5 and meta["demands"] + meta["achi
     else
         notok "job2: exit $st, current '$cur', $left keys of job1 left, crashed $crashed, other tenant $other"
     fi
+    # the published job's id again would overwrite the lists readers use, and a failure would delete them
+    n2=$(rcli --scan --pattern 'dt:v1:rerank:public:job:job2:*' | wc -l)
+    "$BIN" rerank "$small" -q -k 5 --redis "127.0.0.1:$port" --job-id job2 2>"$tmp/err"
+    st=$?
+    cur=$(rcli get dt:v1:rerank:public:current)
+    n2b=$(rcli --scan --pattern 'dt:v1:rerank:public:job:job2:*' | wc -l)
+    if [ $st -eq 2 ] && grep -q "published job" "$tmp/err" && [ "$cur" = job2 ] && [ "$n2" -eq "$n2b" ] && [ "$n2" -gt 300 ]; then
+        ok "--job-id of the published job is refused (exit 2); its lists stay"
+    else
+        notok "--job-id job2 again: exit $st, current '$cur', keys $n2 -> $n2b: $(tail -1 "$tmp/err")"
+    fi
 else
     notok "redis-server could not be started (port $port)"
 fi
