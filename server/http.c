@@ -1,9 +1,11 @@
 /* http.c - the loop side of dovetaild: evhttp set-up, Twirp v7 routing and replies, /healthz,
  * /metrics, the cache lookup and the hand-off to the worker pool.
  *
- * Everything here runs on the loop thread. A call's life: on_request decodes and checks it, arms
- * its deadline, looks Match answers up in the cache, else queues a job; the job's done() or the
- * deadline answers it; dt_call_release frees it once nothing refers to it any more.
+ * Everything here runs on the loop thread, except the decoding of large bodies (decode_run, on a
+ * worker). A call's life: on_request refuses it when too many are in flight, decodes it (a large
+ * body on a worker first), checks it, takes its tenant's in-flight slot, arms its deadline, looks
+ * Match answers up in the cache, else queues a job; the job's done() or the deadline answers it;
+ * dt_call_release frees it (and its slots) once nothing refers to it any more.
  * With --auth-file, the token is checked before the body is decoded and the tenant right after
  * (auth.c decides), so a refused request never reaches the cache or a worker.
  */
@@ -26,6 +28,9 @@
 #include <event2/keyvalq_struct.h>
 
 #include "auth.h"
+#include "conn.h"
+#include "inflight.h"
+#include "pbcheck.h"
 #include "pbjson.h"
 #include "server.h"
 
@@ -177,6 +182,9 @@ void dt_call_answer(dt_call *c)
 void dt_call_release(dt_call *c)
 {
     if (!c->answered || c->pending > 0) return;
+    dt_server *s = c->srv;
+    s->calls--;
+    if (c->tenant_counted) dt_inflight_release(s->inflight, c->tenant);
     if (c->in) protobuf_c_message_free_unpacked(c->in, NULL);
     if (c->deadline) event_free(c->deadline);
     free(c->out);
@@ -195,7 +203,17 @@ static void fail(dt_call *c, dt_twirp_code code, const char *field, const char *
 
 static void job_run(dt_job *j, void *wctx)
 {
-    dt_rpc_run((dt_call *)j, wctx);
+    dt_call *c = (dt_call *)j;
+    int deadline_ms = c->srv->cfg.deadline_ms;
+    bool writes = c->method_index == DT_M_UPSERT_RECORDS || c->method_index == DT_M_DELETE_RECORDS;
+    if (!writes && deadline_ms > 0 && dt_now_us() - c->t_start_us > (uint64_t)deadline_ms * 1000) {
+        /* answered deadline_exceeded while queued: nobody waits for the work (writes still run:
+         * the client was told the outcome is unknown, not that nothing happened) */
+        c->code = TW_DEADLINE_EXCEEDED;
+        dt_err_set(&c->err, DT_ELIMIT, NULL, "the request waited longer than its deadline");
+        return;
+    }
+    dt_rpc_run(c, wctx);
 }
 
 static void job_run_batch(dt_job **js, size_t n, void *wctx)
@@ -228,18 +246,26 @@ static void submit(dt_call *c)
     dt_server *s = c->srv;
     c->job.vt = &call_vt;
     c->job.batchable = c->method_index == DT_M_MATCH;
+    /* one flow per tenant: a tenant's flood queues behind itself (pool.h) */
+    c->job.flow = XXH3_64bits(c->tenant, strlen(c->tenant));
+    c->job.heavy = c->method_index == DT_M_UPSERT_RECORDS || c->method_index == DT_M_DELETE_RECORDS ||
+                   c->method_index == DT_M_PAIR_EVENT;
     if (s->stopping || !s->pool) {
         fail(c, TW_UNAVAILABLE, NULL, "%s", "the server is shutting down; retry on another replica");
         dt_call_release(c);
         return;
     }
     c->pending++;
-    if (dt_pool_submit(s->pool, &c->job) < 0) {
+    int rc = dt_pool_submit(s->pool, &c->job);
+    if (rc < 0) {
         c->pending--;
         atomic_fetch_add(&s->metrics.queue_rejections, 1);
         char n[32];
         snprintf(n, sizeof n, "%zu", s->cfg.max_queue);
-        fail(c, TW_RESOURCE_EXHAUSTED, NULL, "the server is busy: %s requests are already queued; retry later", n);
+        if (rc == -DT_ELIMIT)
+            fail(c, TW_RESOURCE_EXHAUSTED, NULL, "the server is busy: %s requests are already queued; retry later", n);
+        else
+            fail(c, TW_RESOURCE_EXHAUSTED, NULL, "%s", "the server is out of memory; retry later");
         dt_call_release(c);
     }
 }
@@ -330,6 +356,40 @@ static void bad_route(dt_server *s, struct evhttp_request *req, const char *path
     send_twirp_error(req, TW_BAD_ROUTE, msg, "twirp_invalid_route", route);
 }
 
+/* The counters of the limits against abusive clients (conn.c, the in-flight limits, decoding). */
+static void render_limits(dt_server *s, FILE *f)
+{
+    dt_conns_stats cs;
+    dt_conns_stats_get(s->conns, &cs);
+    fprintf(f,
+            "# HELP dovetail_connections Open HTTP connections (counted against --max-connections).\n"
+            "# TYPE dovetail_connections gauge\ndovetail_connections %zu\n"
+            "# HELP dovetail_connections_accepted_total HTTP connections taken in.\n"
+            "# TYPE dovetail_connections_accepted_total counter\ndovetail_connections_accepted_total %llu\n"
+            "# HELP dovetail_connections_rejected_total Connections closed at once: --max-connections were open.\n"
+            "# TYPE dovetail_connections_rejected_total counter\ndovetail_connections_rejected_total %llu\n"
+            "# HELP dovetail_read_timeouts_total Connections dropped: a request took longer than --read-timeout-ms "
+            "to arrive.\n"
+            "# TYPE dovetail_read_timeouts_total counter\ndovetail_read_timeouts_total %llu\n"
+            "# HELP dovetail_inflight_calls RPC requests taken in and not finished (answered early by a deadline "
+            "or not).\n"
+            "# TYPE dovetail_inflight_calls gauge\ndovetail_inflight_calls %zu\n"
+            "# HELP dovetail_inflight_tenants Tenants with RPC requests in flight.\n"
+            "# TYPE dovetail_inflight_tenants gauge\ndovetail_inflight_tenants %zu\n"
+            "# HELP dovetail_inflight_rejections_total Requests refused resource_exhausted by --max-inflight "
+            "(limit=\"server\") or --max-inflight-per-tenant (limit=\"tenant\").\n"
+            "# TYPE dovetail_inflight_rejections_total counter\n"
+            "dovetail_inflight_rejections_total{limit=\"server\"} %llu\n"
+            "dovetail_inflight_rejections_total{limit=\"tenant\"} %llu\n"
+            "# HELP dovetail_decode_rejections_total Requests refused resource_exhausted: decoding them would take "
+            "more than --max-decode-mb.\n"
+            "# TYPE dovetail_decode_rejections_total counter\ndovetail_decode_rejections_total %llu\n",
+            cs.open, (unsigned long long)cs.accepted, (unsigned long long)cs.rejected,
+            (unsigned long long)cs.read_timeouts, s->calls, s->inflight ? dt_inflight_tenants(s->inflight) : 0,
+            (unsigned long long)s->inflight_rejected[0], (unsigned long long)s->inflight_rejected[1],
+            (unsigned long long)s->decode_rejected);
+}
+
 static void serve_metrics(dt_server *s, struct evhttp_request *req)
 {
     atomic_fetch_add(&s->metrics.http_other[1], 1);
@@ -394,6 +454,7 @@ static void serve_metrics(dt_server *s, struct evhttp_request *req)
     }
     if (s->metrics_sizes) fputs(s->metrics_sizes, f);
     dt_jobs_metrics(s->jobs, f);
+    render_limits(s, f);
     fclose(f);
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, text, len);
@@ -433,6 +494,104 @@ static int auth_route(dt_server *s, struct evhttp_request *req, const char *rout
     send_twirp_error(req, code, msg, NULL, NULL);
     return -1;
 }
+
+/* ---- decoding request bodies ---- */
+
+#define DECODE_INLINE_MAX 32768 /* bodies larger than this are decoded on a worker */
+#define DECODE_FLOW 0            /* the pool flow of those decoding jobs (tenants hash elsewhere) */
+
+static void proceed(dt_call *c);
+
+/* Counts what protobuf-c allocates and refuses beyond a budget: the hard stop behind dt_pbcheck's
+ * estimate. Blocks come from malloc, so the message is freed with the default allocator. */
+typedef struct budget {
+    size_t used, limit;
+    bool tripped;
+} budget;
+
+static void *budget_alloc(void *ud, size_t n)
+{
+    budget *b = ud;
+    if (n > b->limit - b->used) {
+        b->tripped = true;
+        return NULL;
+    }
+    b->used += n;
+    return malloc(n);
+}
+
+static void budget_free(void *ud, void *p)
+{
+    (void)ud;
+    free(p);
+}
+
+/* Decodes the body into c->in: 0, or -1 with c->code and c->err set (malformed, naming the field
+ * when one is at fault, or resource_exhausted when decoding would take more than --max-decode-mb).
+ * Reads only the call and the configuration: runs on the loop or on a worker. */
+static int decode(dt_call *c, const uint8_t *data, size_t len)
+{
+    dt_server *s = c->srv;
+    const ProtobufCMessageDescriptor *d = c->method->input;
+    size_t limit = s->cfg.max_decode ? s->cfg.max_decode : SIZE_MAX;
+    dt_err err = DT_ERR_INIT;
+    int rc;
+    if (c->json) {
+        rc = dt_pbjson_decode_bounded(d, (const char *)data, len, DT_PBJSON_MAX_DEPTH, limit, &c->in, &err);
+        if (rc == 0) return 0;
+        if (!err.msg[0]) snprintf(err.msg, sizeof err.msg, "the body is not valid JSON for %s", d->name);
+    } else {
+        rc = dt_pbcheck(d, data, len, limit, NULL, &err);
+        if (rc == 0) {
+            budget b = {0, limit, false};
+            ProtobufCAllocator a = {budget_alloc, budget_free, &b};
+            c->in = protobuf_c_message_unpack(d, &a, len, data);
+            if (c->in) return 0;
+            if (b.tripped)
+                rc = dt_err_set(&err, DT_ELIMIT, "", "decoding the request would take more than %zu bytes of memory",
+                                limit);
+            else
+                rc = dt_err_set(&err, DT_EINVAL, "", "the body is not a valid protobuf-encoded %s", d->name);
+        }
+    }
+    if (rc == -DT_ELIMIT) {
+        c->code = TW_RESOURCE_EXHAUSTED;
+        if (s->cfg.max_decode)
+            snprintf(err.msg + strlen(err.msg), sizeof err.msg - strlen(err.msg), " (--max-decode-mb %zu)",
+                     s->cfg.max_decode >> 20);
+    } else {
+        c->code = rc == -DT_ENOMEM ? TW_INTERNAL : TW_MALFORMED;
+    }
+    c->err = err;
+    return -1;
+}
+
+/* A large body's decoding, as a pool job: the call's own job, reused for its RPC afterwards. */
+static void decode_run(dt_job *j, void *wctx)
+{
+    (void)wctx;
+    dt_call *c = (dt_call *)j;
+    c->decode_rc = decode(c, c->body, c->body_len);
+}
+
+static void decode_done(dt_job *j)
+{
+    dt_call *c = (dt_call *)j;
+    dt_server *s = c->srv;
+    c->pending--;
+    if (!j->ran) {
+        fail(c, TW_UNAVAILABLE, NULL, "%s", "the server is shutting down; retry on another replica");
+    } else if (c->decode_rc < 0) {
+        if (c->code == TW_RESOURCE_EXHAUSTED) s->decode_rejected++;
+        dt_call_answer(c);
+    } else {
+        proceed(c);
+        return;
+    }
+    dt_call_release(c);
+}
+
+static const dt_job_vt decode_vt = {decode_run, NULL, decode_done};
 
 #define TWIRP_PREFIX "/twirp/"
 
@@ -498,11 +657,22 @@ static void on_request(struct evhttp_request *req, void *arg)
         bad_route(s, req, path, why);
         return;
     }
+    if (s->cfg.max_inflight && s->calls >= s->cfg.max_inflight) {
+        s->inflight_rejected[0]++;
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "the server is busy: %zu requests are in flight, its limit (--max-inflight); retry later",
+                 s->calls);
+        send_twirp_error(req, TW_RESOURCE_EXHAUSTED, msg, NULL, NULL);
+        dt_metrics_request(&s->metrics, mi, TW_RESOURCE_EXHAUSTED, 0);
+        return;
+    }
     dt_call *c = calloc(1, sizeof *c);
     if (!c) {
         send_twirp_error(req, TW_INTERNAL, "out of memory", NULL, NULL);
         return;
     }
+    s->calls++;
     c->srv = s;
     c->req = req;
     c->method = m;
@@ -511,11 +681,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     c->t_start_us = dt_now_us();
     atomic_fetch_add(&s->metrics.in_flight, 1);
     int who = -1;
+    c->auth_seen = s->auth;
     if (s->auth && (c->code = authenticate(s, req, &who, &c->err)) != TW_OK) {
         dt_call_answer(c);
         dt_call_release(c);
         return;
     }
+    c->auth_who = who;
 
     struct evbuffer *body = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(body);
@@ -532,26 +704,43 @@ static void on_request(struct evhttp_request *req, void *arg)
         dt_call_release(c);
         return;
     }
-    if (json) {
-        dt_err err = DT_ERR_INIT;
-        if (dt_pbjson_decode(m->input, (const char *)data, len, 64, &c->in, &err) < 0) {
-            c->code = TW_MALFORMED;
-            c->err = err;
-            if (!c->err.msg[0]) snprintf(c->err.msg, sizeof c->err.msg, "the body is not valid JSON for %s", m->input->name);
-            dt_call_answer(c);
-            dt_call_release(c);
-            return;
-        }
-    } else {
-        c->in = protobuf_c_message_unpack(m->input, NULL, len, data);
-        if (!c->in) {
-            fail(c, TW_MALFORMED, NULL, "the body is not a valid protobuf-encoded %s", m->input->name);
-            dt_call_release(c);
-            return;
-        }
+    if (len > DECODE_INLINE_MAX && s->pool && !s->stopping) {
+        /* a large body would hold the loop (and every other client) while it is decoded */
+        c->body = data;
+        c->body_len = len;
+        c->job.vt = &decode_vt;
+        c->job.batchable = false;
+        c->job.heavy = true;
+        c->job.flow = DECODE_FLOW;
+        c->pending++;
+        if (dt_pool_submit(s->pool, &c->job) == 0) return;
+        c->pending--;
+        atomic_fetch_add(&s->metrics.queue_rejections, 1);
+        fail(c, TW_RESOURCE_EXHAUSTED, NULL, "%s", "the server is busy decoding other large requests; retry later");
+        dt_call_release(c);
+        return;
     }
-    if (s->auth && dt_auth_allow(s->auth, who, m->name, dt_auth_request_tenant(c->in), &c->err) < 0) {
+    if (decode(c, data, len) < 0) {
+        if (c->code == TW_RESOURCE_EXHAUSTED) s->decode_rejected++;
+        dt_call_answer(c);
+        dt_call_release(c);
+        return;
+    }
+    proceed(c);
+}
+
+/* After decoding (loop thread): the tenant, the request's checks, its tenant's in-flight slot, the
+ * deadline, the cache, the queue. */
+static void proceed(dt_call *c)
+{
+    dt_server *s = c->srv;
+    /* identify again only when a SIGHUP reload replaced the tokens while a worker decoded */
+    int who = c->auth_who;
+    if (s->auth && s->auth != c->auth_seen) c->code = authenticate(s, c->req, &who, &c->err);
+    if (s->auth && c->code == TW_OK &&
+        dt_auth_allow(s->auth, who, c->method->name, dt_auth_request_tenant(c->in), &c->err) < 0)
         c->code = TW_PERMISSION_DENIED;
+    if (c->code != TW_OK) {
         dt_call_answer(c);
         dt_call_release(c);
         return;
@@ -562,6 +751,22 @@ static void on_request(struct evhttp_request *req, void *arg)
         dt_call_release(c);
         return;
     }
+    int trc = dt_inflight_acquire(s->inflight, c->tenant, s->cfg.max_inflight_per_tenant);
+    if (trc < 0) {
+        c->code = TW_RESOURCE_EXHAUSTED;
+        if (trc == -DT_ELIMIT) {
+            s->inflight_rejected[1]++;
+            dt_err_set(&c->err, DT_ELIMIT, "tenant",
+                       "tenant '%s' has %zu requests in flight, its limit (--max-inflight-per-tenant); retry later",
+                       c->tenant, dt_inflight_count(s->inflight, c->tenant));
+        } else {
+            dt_err_set(&c->err, DT_ENOMEM, NULL, "the server is out of memory; retry later");
+        }
+        dt_call_answer(c);
+        dt_call_release(c);
+        return;
+    }
+    c->tenant_counted = true;
     if (s->cfg.deadline_ms > 0) {
         c->deadline = evtimer_new(s->base, on_deadline, c);
         struct timeval tv = {s->cfg.deadline_ms / 1000, (s->cfg.deadline_ms % 1000) * 1000};
@@ -590,6 +795,10 @@ int dt_http_start(dt_server *s, dt_err *err)
     evhttp_set_max_headers_size(s->http, 64 * 1024);
     evhttp_set_timeout(s->http, s->cfg.idle_timeout_s);
     evhttp_set_gencb(s->http, on_request, s);
+    dt_conns_opts co = {s->cfg.max_connections, s->cfg.read_timeout_ms};
+    s->conns = dt_conns_new(s->base, s->http, &co, err);
+    s->inflight = dt_inflight_new();
+    if (!s->conns || !s->inflight) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
     evhttp_set_default_content_type(s->http, "application/json");
 
     char host[256];
@@ -622,4 +831,8 @@ void dt_http_stop(dt_server *s)
 {
     if (s->http) evhttp_free(s->http);
     s->http = NULL;
+    dt_conns_free(s->conns); /* after evhttp_free: it closes the connections */
+    s->conns = NULL;
+    dt_inflight_free(s->inflight);
+    s->inflight = NULL;
 }

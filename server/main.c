@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
 #include <event2/thread.h>
 #include <jansson.h>
 
@@ -240,6 +242,35 @@ static int load_data(dt_server *s)
     return 0;
 }
 
+/* Every connection takes a file descriptor: raises RLIMIT_NOFILE to fit --max-connections plus
+ * the daemon's own files, or lowers the limit to what the system allows (accept() failing with
+ * EMFILE would leave the listening socket ready forever, a busy loop). */
+static int fit_open_files(dt_config *cfg)
+{
+    const rlim_t reserve = 256; /* data files, Redis, the loop's own descriptors, refused connections */
+    if (!cfg->max_connections) return 0;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return 0;
+    rlim_t need = (rlim_t)cfg->max_connections + reserve;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        struct rlimit up = rl;
+        up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl = up;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        if (rl.rlim_cur <= reserve + 16) {
+            fprintf(stderr, "dovetaild: the open-files limit (ulimit -n) is %llu: too low to serve connections\n",
+                    (unsigned long long)rl.rlim_cur);
+            return -1;
+        }
+        size_t fit = (size_t)(rl.rlim_cur - reserve);
+        dt_log(cfg, "--max-connections %zu lowered to %zu: the open-files limit (ulimit -n) is %llu", cfg->max_connections,
+               fit, (unsigned long long)rl.rlim_cur);
+        cfg->max_connections = fit;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     dt_server srv;
@@ -264,6 +295,11 @@ int main(int argc, char **argv)
     cfg->snapshot_every_mb = 64;
     cfg->jobs_keep = 8;
     cfg->rerank_redis_timeout_ms = 10000;
+    cfg->read_timeout_ms = 5000;
+    cfg->max_connections = 4096;
+    cfg->max_inflight = 4096;
+    cfg->max_inflight_per_tenant = 1024;
+    size_t max_decode_mb = 64;
     const opt opts[] = {
         {"listen", OPT_STR, &cfg->listen, NULL, 0, 0, "address to serve on, HOST:PORT (port 0: any free port)"},
         {"workers", OPT_INT, &cfg->workers, NULL, 1, 256, "worker threads for matching and writes (default: CPUs)"},
@@ -293,7 +329,19 @@ int main(int argc, char **argv)
         {"deadline-ms", OPT_INT, &cfg->deadline_ms, NULL, 0, 3600000,
          "per-request deadline; 0: none (default 5000)"},
         {"idle-timeout", OPT_INT, &cfg->idle_timeout_s, NULL, 1, 86400,
-         "seconds before an idle or stalled connection is closed (default 60)"},
+         "seconds without a byte in or out before a connection is closed (default 60)"},
+        {"read-timeout-ms", OPT_INT, &cfg->read_timeout_ms, NULL, 0, 3600000,
+         "time to receive one whole request from its first byte; slower clients are disconnected "
+         "(default 5000; 0: no limit)"},
+        {"max-connections", OPT_SIZE, &cfg->max_connections, NULL, 0, 1000000,
+         "open connections at most; beyond: closed at once after a 503 (default 4096; 0: no limit)"},
+        {"max-inflight", OPT_SIZE, &cfg->max_inflight, NULL, 0, 1000000,
+         "requests taken in and not finished, at most; beyond: resource_exhausted (default 4096; 0: no limit)"},
+        {"max-inflight-per-tenant", OPT_SIZE, &cfg->max_inflight_per_tenant, NULL, 0, 1000000,
+         "the same per tenant, so one tenant's flood leaves room for the others (default 1024; 0: no limit)"},
+        {"max-decode-mb", OPT_SIZE, &max_decode_mb, NULL, 0, 1 << 20,
+         "memory decoding one request body may take, MiB, estimated before decoding; beyond: "
+         "resource_exhausted (default 64; 0: no limit)"},
         {"data-dir", OPT_STR, &cfg->data_dir, NULL, 0, 0,
          "keep records and outcomes here (snapshot + journal): they survive restarts and crashes"},
         {"fsync", OPT_STR, &cfg->fsync, NULL, 0, 0,
@@ -361,6 +409,9 @@ int main(int argc, char **argv)
         }
         if (set_opt(o, v, "option") < 0) return 2;
     }
+
+    cfg->max_decode = max_decode_mb << 20;
+    if (fit_open_files(cfg) < 0) return 2;
 
     /* OpenBLAS: our workers are the parallelism (see topk.h) */
     dt_topk_blas_single();

@@ -896,13 +896,36 @@ static int number_fix(const char *t, size_t n)
     return memcmp(t + i, i ? "9223372036854775808" : "9223372036854775807", 19) > 0 ? FIX_QUOTE : FIX_NONE;
 }
 
+#define SCAN_LEVELS 128 /* nesting levels whose arrays are measured for the largest one */
+
 /* What one pass over the raw text found. */
 typedef struct scan {
     size_t bad_utf8; /* offset of the first byte that is not valid UTF-8, or NONE_AT */
     size_t n_bad;    /* number of such bytes */
     size_t too_deep; /* offset of the bracket that exceeds the nesting limit, or NONE_AT */
     size_t n_fix;    /* number tokens to rewrite */
+    /* what decoding will allocate, by its parts */
+    size_t objects, arrays, members, commas, numbers, strings, string_bytes;
+    size_t largest_n, largest_at; /* the array with the most elements, and where it starts */
+    struct {
+        size_t start, commas;
+        bool is_array, nonempty;
+    } level[SCAN_LEVELS];
 } scan;
+
+/* An upper bound of the bytes decoding allocates for text whose scan is sc, counted as a
+ * counting allocator would see the requests of jansson's tree (objects with their hash tables,
+ * arrays, strings, numbers) plus the message built from it (structs, lists, string copies):
+ *   object 640 (jansson's object and buckets, a message struct), member 160 (its pair, bucket
+ *   growth, a field), array 64, element or member separator 40 (slots in jansson's table and the
+ *   message's list, both doubling), number 48, string 96 + 3 bytes per byte (jansson's copy, the
+ *   message's copy, object keys stored twice), and the text itself twice (a rewritten copy).
+ * tests/unit/test_pbjson.c checks the bound against counted allocations. */
+static size_t scan_cost(const scan *sc, size_t len)
+{
+    return 640 * sc->objects + 160 * sc->members + 64 * sc->arrays + 40 * (sc->commas + sc->arrays) +
+           48 * sc->numbers + 96 * sc->strings + 3 * sc->string_bytes + 2 * len + 4096;
+}
 
 /* Walks the text as JSON tokens at the level needed here: strings (with escapes), brackets and
  * number tokens. With out == NULL it fills sc; otherwise it writes the rewritten text to out
@@ -915,9 +938,16 @@ static size_t walk_text(const char *text, size_t len, size_t max_depth, scan *sc
     if (sc) {
         sc->bad_utf8 = sc->too_deep = NONE_AT;
         sc->n_bad = sc->n_fix = 0;
+        sc->objects = sc->arrays = sc->members = sc->commas = sc->numbers = sc->strings = sc->string_bytes = 0;
+        sc->largest_n = 0;
+        sc->largest_at = NONE_AT;
     }
     for (size_t i = 0; i < len;) {
         unsigned char ch = s[i];
+        if (sc && in_str) sc->string_bytes++;
+        if (sc && !in_str && depth && depth <= SCAN_LEVELS && ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r' &&
+            ch != ']' && ch != '}')
+            sc->level[depth - 1].nonempty = true;
         if (ch >= 0x80) {
             size_t k = utf8_len(s + i, len - i);
             if (!k) {
@@ -934,6 +964,7 @@ static size_t walk_text(const char *text, size_t len, size_t max_depth, scan *sc
                 continue;
             }
             if (out) memcpy(out + o, s + i, k);
+            if (sc && in_str) sc->string_bytes += k - 1;
             o += k;
             esc = false;
             i += k;
@@ -944,6 +975,7 @@ static size_t walk_text(const char *text, size_t len, size_t max_depth, scan *sc
             while (j < len && is_number_char(text[j])) j++;
             int fix = number_fix(text + i, j - i);
             if (sc && fix != FIX_NONE) sc->n_fix++;
+            if (sc) sc->numbers++;
             if (out) {
                 if (fix == FIX_QUOTE) out[o++] = '"';
                 memcpy(out + o, text + i, j - i);
@@ -963,10 +995,33 @@ static size_t walk_text(const char *text, size_t len, size_t max_depth, scan *sc
             else if (ch == '"') in_str = false;
         } else if (ch == '"') {
             in_str = true;
+            if (sc) sc->strings++;
         } else if (ch == '{' || ch == '[') {
             if (++depth > max_depth && sc && sc->too_deep == NONE_AT) sc->too_deep = i;
+            if (sc) {
+                if (ch == '{') sc->objects++;
+                else sc->arrays++;
+                if (depth <= SCAN_LEVELS) {
+                    sc->level[depth - 1].start = i;
+                    sc->level[depth - 1].commas = 0;
+                    sc->level[depth - 1].is_array = ch == '[';
+                    sc->level[depth - 1].nonempty = false;
+                }
+            }
         } else if ((ch == '}' || ch == ']') && depth) {
+            if (sc && depth <= SCAN_LEVELS && sc->level[depth - 1].is_array) {
+                size_t n = sc->level[depth - 1].nonempty ? sc->level[depth - 1].commas + 1 : 0;
+                if (n > sc->largest_n) {
+                    sc->largest_n = n;
+                    sc->largest_at = sc->level[depth - 1].start;
+                }
+            }
             depth--;
+        } else if (sc && ch == ',') {
+            sc->commas++;
+            if (depth && depth <= SCAN_LEVELS) sc->level[depth - 1].commas++;
+        } else if (sc && ch == ':') {
+            sc->members++;
         }
         if (out) out[o] = (char)ch;
         o++;
@@ -995,8 +1050,8 @@ static int utf8_error(dt_err *err, const char *text, size_t off)
                       (unsigned char)text[off], line, col, off);
 }
 
-int dt_pbjson_decode(const ProtobufCMessageDescriptor *d, const char *json, size_t len,
-                     size_t max_depth, ProtobufCMessage **out, dt_err *err)
+int dt_pbjson_decode_bounded(const ProtobufCMessageDescriptor *d, const char *json, size_t len,
+                             size_t max_depth, size_t max_alloc, ProtobufCMessage **out, dt_err *err)
 {
     if (out) *out = NULL;
     if (!d || !out || (!json && len))
@@ -1015,6 +1070,19 @@ int dt_pbjson_decode(const ProtobufCMessageDescriptor *d, const char *json, size
         line_col(json, sc.too_deep, &line, &col);
         return dt_err_set(err, DT_EINVAL, "", "JSON nested deeper than %zu levels at line %zu, column %zu",
                           max_depth, line, col);
+    }
+    if (max_alloc != SIZE_MAX && scan_cost(&sc, len) > max_alloc) {
+        if (sc.largest_n > 1000) {
+            size_t line, col;
+            line_col(json, sc.largest_at, &line, &col);
+            return dt_err_set(err, DT_ELIMIT, "",
+                              "decoding the request would take more than %zu bytes of memory (the largest list, "
+                              "at line %zu, column %zu, has %zu entries); send fewer or smaller values per request",
+                              max_alloc, line, col, sc.largest_n);
+        }
+        return dt_err_set(err, DT_ELIMIT, "",
+                          "decoding the request would take more than %zu bytes of memory; send a smaller request",
+                          max_alloc);
     }
     const char *text = json;
     size_t tlen = len;
@@ -1057,6 +1125,12 @@ int dt_pbjson_decode(const ProtobufCMessageDescriptor *d, const char *json, size
     json_decref(root);
     free(copy);
     return rc;
+}
+
+int dt_pbjson_decode(const ProtobufCMessageDescriptor *d, const char *json, size_t len,
+                     size_t max_depth, ProtobufCMessage **out, dt_err *err)
+{
+    return dt_pbjson_decode_bounded(d, json, len, max_depth, SIZE_MAX, out, err);
 }
 
 /* ---------------------------------------------------------------- encoding */

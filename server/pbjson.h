@@ -83,6 +83,14 @@ typedef struct dt_pbjson_opts {
 int dt_pbjson_decode(const ProtobufCMessageDescriptor *d, const char *json, size_t len,
                      size_t max_depth, ProtobufCMessage **out, dt_err *err);
 
+/* dt_pbjson_decode, refusing before anything is allocated text whose decoding would allocate
+ * more than max_alloc bytes (SIZE_MAX: no bound) by an estimate from one pass over the text
+ * (objects, members, arrays, elements, numbers, strings and their bytes, each charged at least
+ * what jansson and the decoded message take for it): -DT_ELIMIT with err->field "" and err->msg
+ * giving the figures and where the largest list starts. Other errors as dt_pbjson_decode. */
+int dt_pbjson_decode_bounded(const ProtobufCMessageDescriptor *d, const char *json, size_t len,
+                             size_t max_depth, size_t max_alloc, ProtobufCMessage **out, dt_err *err);
+
 /* Encodes msg as ProtoJSON: keys in lowerCamelCase (or proto names with opts->original_names),
  * fields in field-number order, 64-bit integers as decimal strings, enums by name (by number when
  * the value has no name), bytes as padded standard base64, NaN and infinities as "NaN",

@@ -1,4 +1,10 @@
-/* pool.c - worker threads, a FIFO job queue with micro-batching, and the hand-back event. */
+/* pool.c - worker threads, per-flow job queues served fairly, micro-batching, and the hand-back
+ * event (see pool.h for the policy).
+ *
+ * Invariants, all under mu: a flow record exists while it has queued or running jobs; the flows
+ * with queued jobs form the `active` list (in order of arrival); `queued` is the sum of their
+ * queue lengths; `heavy_running` counts heavy jobs taken by workers and not yet finished.
+ */
 #include "pool.h"
 
 #include <pthread.h>
@@ -6,12 +12,26 @@
 #include <string.h>
 #include <time.h>
 
+#define FLOW_BUCKETS 256 /* hash buckets for flow records (a power of two) */
+
+typedef struct flow {
+    uint64_t key;
+    dt_job *head, *tail; /* queued, oldest first */
+    int running;         /* jobs of the flow taken by workers and not finished */
+    uint64_t served;     /* when a worker last took one of its jobs (0: never) */
+    struct flow *hnext;  /* hash chain */
+    struct flow *prev, *next; /* the active list, while head != NULL */
+} flow;
+
 struct dt_pool {
     dt_pool_opts o;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    dt_job *head, *tail; /* queued */
+    flow *buckets[FLOW_BUCKETS];
+    flow *active_head, *active_tail;
     size_t queued;
+    uint64_t serve_clock;
+    int heavy_running, heavy_max;
     dt_job *done_head, *done_tail; /* finished, for the loop */
     bool stopping;
     struct event *ev_done;
@@ -23,6 +43,55 @@ typedef struct worker_arg {
     dt_pool *p;
     int i;
 } worker_arg;
+
+static size_t bucket_of(uint64_t key)
+{
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdull;
+    key ^= key >> 33;
+    return (size_t)(key & (FLOW_BUCKETS - 1));
+}
+
+static flow *flow_find(dt_pool *p, uint64_t key)
+{
+    for (flow *f = p->buckets[bucket_of(key)]; f; f = f->hnext)
+        if (f->key == key) return f;
+    return NULL;
+}
+
+static void active_add(dt_pool *p, flow *f)
+{
+    f->next = NULL;
+    f->prev = p->active_tail;
+    if (p->active_tail)
+        p->active_tail->next = f;
+    else
+        p->active_head = f;
+    p->active_tail = f;
+}
+
+static void active_remove(dt_pool *p, flow *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        p->active_head = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    else
+        p->active_tail = f->prev;
+    f->prev = f->next = NULL;
+}
+
+/* Frees f when it has nothing queued or running. */
+static void flow_maybe_free(dt_pool *p, flow *f)
+{
+    if (f->head || f->running > 0) return;
+    flow **pp = &p->buckets[bucket_of(f->key)];
+    while (*pp != f) pp = &(*pp)->hnext;
+    *pp = f->hnext;
+    free(f);
+}
 
 static void push_done(dt_pool *p, dt_job *j)
 {
@@ -49,33 +118,82 @@ static void deliver(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Takes the first queued job and, when it is batchable, every batchable job behind it. */
-static size_t take(dt_pool *p, dt_job **batch, size_t cap)
+static bool runnable(const dt_pool *p, const dt_job *j)
 {
-    dt_job *j = p->head;
-    p->head = j->next;
-    if (!p->head) p->tail = NULL;
+    return !j->heavy || p->heavy_running < p->heavy_max;
+}
+
+/* The flow to serve next: fewest running jobs, then least recently served, among the flows
+ * whose first queued job may run now. NULL when none may. */
+static flow *pick(const dt_pool *p)
+{
+    flow *best = NULL;
+    for (flow *f = p->active_head; f; f = f->next) {
+        if (!runnable(p, f->head)) continue;
+        if (!best || f->running < best->running || (f->running == best->running && f->served < best->served))
+            best = f;
+    }
+    return best;
+}
+
+/* Removes job j (whose predecessor in f's queue is prev, or NULL) and accounts it as running. */
+static void take_job(dt_pool *p, flow *f, dt_job *prev, dt_job *j)
+{
+    if (prev)
+        prev->next = j->next;
+    else
+        f->head = j->next;
+    if (f->tail == j) f->tail = prev;
+    j->next = NULL;
     p->queued--;
+    f->running++;
+    f->served = ++p->serve_clock;
+    if (j->heavy) p->heavy_running++;
+    if (!f->head) active_remove(p, f);
+}
+
+/* Takes f's first job and, when it is batchable, batchable jobs of every flow: one per flow per
+ * round (f sitting out the first), in the order the flows became active, until cap or none is
+ * left. */
+static size_t take(dt_pool *p, flow *f, dt_job **batch, size_t cap)
+{
+    dt_job *j = f->head;
+    take_job(p, f, NULL, j);
     batch[0] = j;
     size_t n = 1;
     if (!j->batchable) return 1;
-    dt_job *prev = NULL;
-    for (dt_job *k = p->head; k && n < cap;) {
-        dt_job *next = k->next;
-        if (k->batchable) {
-            if (prev)
-                prev->next = next;
-            else
-                p->head = next;
-            if (p->tail == k) p->tail = prev;
-            p->queued--;
-            batch[n++] = k;
-        } else {
-            prev = k;
+    for (bool more = true, first = true; more && n < cap; first = false) {
+        more = false;
+        for (flow *g = p->active_head; g && n < cap;) {
+            flow *next = g->next; /* g may leave the active list */
+            if (first && g == f) { /* f gave the first job: the others come first */
+                more = true;
+                g = next;
+                continue;
+            }
+            dt_job *prev = NULL, *k = g->head;
+            while (k && !k->batchable) prev = k, k = k->next;
+            if (k) {
+                take_job(p, g, prev, k);
+                batch[n++] = k;
+                more = true;
+            }
+            g = next;
         }
-        k = next;
     }
     return n;
+}
+
+static void finished(dt_pool *p, dt_job *j, bool ran)
+{
+    flow *f = flow_find(p, j->flow);
+    if (f) {
+        f->running--;
+        flow_maybe_free(p, f);
+    }
+    if (j->heavy) p->heavy_running--;
+    j->ran = ran;
+    push_done(p, j);
 }
 
 static void *worker(void *arg)
@@ -88,10 +206,12 @@ static void *worker(void *arg)
     dt_job *one[1], **batch = malloc(cap * sizeof *batch);
     if (!batch) batch = one, cap = 1; /* no memory for batching: run jobs one at a time */
     pthread_mutex_lock(&p->mu);
+    bool waited = false;
     for (;;) {
-        while (!p->head && !p->stopping) pthread_cond_wait(&p->cv, &p->mu);
+        flow *f = NULL;
+        while (!p->stopping && !(f = pick(p))) pthread_cond_wait(&p->cv, &p->mu);
         if (p->stopping) break;
-        if (p->head->batchable && p->o.batch_window_us > 0 && p->queued < p->o.max_batch) {
+        if (!waited && f->head->batchable && p->o.batch_window_us > 0 && p->queued < p->o.max_batch) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += (long)p->o.batch_window_us * 1000;
@@ -99,9 +219,11 @@ static void *worker(void *arg)
             while (!p->stopping && p->queued < p->o.max_batch &&
                    pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0) {
             }
-            if (p->stopping || !p->head) continue;
+            waited = true; /* pick again: the flows may have changed while waiting */
+            continue;
         }
-        size_t n = take(p, batch, cap);
+        waited = false;
+        size_t n = take(p, f, batch, cap);
         pthread_mutex_unlock(&p->mu);
         if (!wctx) {
             /* no worker context: hand the jobs back unrun (done() sees ran == false) */
@@ -111,10 +233,13 @@ static void *worker(void *arg)
             batch[0]->vt->run(batch[0], wctx);
         }
         pthread_mutex_lock(&p->mu);
+        bool freed_heavy = false;
         for (size_t i = 0; i < n; i++) {
-            batch[i]->ran = wctx != NULL;
-            push_done(p, batch[i]);
+            freed_heavy |= batch[i]->heavy;
+            finished(p, batch[i], wctx != NULL);
         }
+        /* a worker may be asleep because only heavy jobs were queued */
+        if (freed_heavy && p->queued) pthread_cond_broadcast(&p->cv);
         event_active(p->ev_done, EV_READ, 0);
     }
     pthread_mutex_unlock(&p->mu);
@@ -133,6 +258,7 @@ dt_pool *dt_pool_new(struct event_base *base, const dt_pool_opts *o, dt_err *err
     p->o = *o;
     if (p->o.workers < 1) p->o.workers = 1;
     if (p->o.max_batch < 1) p->o.max_batch = 1;
+    p->heavy_max = p->o.workers > 1 ? p->o.workers - 1 : 1;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->ev_done = event_new(base, -1, 0, deliver, p);
@@ -163,13 +289,27 @@ int dt_pool_submit(dt_pool *p, dt_job *j)
         pthread_mutex_unlock(&p->mu);
         return -DT_ELIMIT;
     }
+    flow *f = flow_find(p, j->flow);
+    if (!f) {
+        f = calloc(1, sizeof *f);
+        if (!f) {
+            pthread_mutex_unlock(&p->mu);
+            return -DT_ENOMEM;
+        }
+        f->key = j->flow;
+        size_t b = bucket_of(j->flow);
+        f->hnext = p->buckets[b];
+        p->buckets[b] = f;
+    }
     j->next = NULL;
     j->ran = false;
-    if (p->tail)
-        p->tail->next = j;
-    else
-        p->head = j;
-    p->tail = j;
+    if (f->tail)
+        f->tail->next = j;
+    else {
+        f->head = j;
+        active_add(p, f);
+    }
+    f->tail = j;
     p->queued++;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
@@ -190,12 +330,24 @@ void dt_pool_free(dt_pool *p)
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
     pthread_mutex_lock(&p->mu);
-    for (dt_job *j = p->head; j;) { /* never run */
-        dt_job *next = j->next;
-        push_done(p, j);
-        j = next;
+    while (p->active_head) { /* never run */
+        flow *f = p->active_head;
+        for (dt_job *j = f->head; j;) {
+            dt_job *next = j->next;
+            j->ran = false;
+            push_done(p, j);
+            j = next;
+        }
+        f->head = f->tail = NULL;
+        active_remove(p, f);
     }
-    p->head = p->tail = NULL;
+    p->queued = 0;
+    for (size_t b = 0; b < FLOW_BUCKETS; b++)
+        for (flow *f = p->buckets[b]; f;) {
+            flow *next = f->hnext;
+            free(f);
+            f = next;
+        }
     pthread_mutex_unlock(&p->mu);
     if (p->ev_done) deliver(-1, 0, p);
     if (p->ev_done) event_free(p->ev_done);

@@ -3,15 +3,24 @@
  * Jobs are queued by the loop thread, run on a worker, and handed back to the loop through one
  * event (event_active, so the event_base must be created after evthread_use_pthreads()); each
  * job's done() then runs on the loop thread, the only thread that touches sockets.
- * Micro-batching: a worker that takes a batchable job also takes every batchable job queued behind
- * it (up to max_batch) and runs them together, so concurrent Match requests share one GEMM; with a
- * batch window > 0 it first waits that long for more to arrive.
+ *
+ * Fairness: every job names a flow (the server uses one flow per tenant). Each flow has its own
+ * FIFO queue; a free worker serves the flow with the fewest jobs running, and among those the one
+ * served least recently, so a flow that floods the pool waits behind its own jobs, not in front of
+ * other flows' work: another flow's job waits for at most one job of each busier flow. Heavy jobs
+ * (writes, event planning) run on at most workers - 1 workers at once (1 with a single worker), so
+ * with two or more workers one always stays free for light jobs such as Match.
+ * Micro-batching: a worker that takes a batchable job also takes batchable jobs queued behind it,
+ * one per flow in turn (up to max_batch), and runs them together, so concurrent Match requests
+ * share one GEMM; with a batch window > 0 it first waits that long for more to arrive.
+ * Not here: what a flow is worth (no weights) and preemption (a running job runs to its end).
  */
 #ifndef DT_POOL_H
 #define DT_POOL_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 
@@ -27,8 +36,10 @@ typedef struct dt_job_vt {
 struct dt_job {
     const dt_job_vt *vt;
     bool batchable;
-    bool ran;     /* set by the pool: false when the job is handed back unrun (shutdown) */
-    dt_job *next; /* the pool's */
+    bool heavy;    /* set by the submitter: counts against the heavy-job share of the workers */
+    uint64_t flow; /* set by the submitter: jobs of one flow run in order of submission */
+    bool ran;      /* set by the pool: false when the job is handed back unrun (shutdown) */
+    dt_job *next;  /* the pool's */
 };
 
 typedef struct dt_pool_opts {
@@ -43,8 +54,10 @@ typedef struct dt_pool_opts {
 
 typedef struct dt_pool dt_pool;
 
+/* Starts o->workers threads; NULL (err filled) when out of memory or threads. Loop thread. */
 dt_pool *dt_pool_new(struct event_base *base, const dt_pool_opts *o, dt_err *err);
-/* Queues a job (loop thread). 0, or -DT_ELIMIT when the queue is full (the job is not taken). */
+/* Queues a job (loop thread). 0, -DT_ELIMIT when the queue is full, or -DT_ENOMEM when a new
+ * flow could not be recorded; on error the job is not taken. */
 int dt_pool_submit(dt_pool *p, dt_job *j);
 size_t dt_pool_queued(const dt_pool *p); /* 0 for NULL (no pool: shutting down) */
 /* Stops the workers after the jobs already running; queued jobs are handed back undone through

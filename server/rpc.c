@@ -192,7 +192,8 @@ static int outcome_from_pb(dt_call *c, const Dovetail__V1__Outcome *p, size_t i,
 int dt_rpc_precheck(dt_call *c)
 {
     const dt_config *cfg = &c->srv->cfg;
-    if (strlen(c->tenant) > DT_TENANT_MAX) return dt_rpc_bad(c, "tenant", "longer than %d bytes", DT_TENANT_MAX);
+    /* c->tenant is a copy cut to DT_TENANT_MAX bytes: the request's own field is what counts */
+    if (strlen(dt_rpc_tenant(c)) > DT_TENANT_MAX) return dt_rpc_bad(c, "tenant", "longer than %d bytes", DT_TENANT_MAX);
     switch (c->method_index) {
     case DT_M_UPSERT_RECORDS: {
         const Dovetail__V1__UpsertRecordsRequest *r = (const void *)c->in;
@@ -333,6 +334,12 @@ static int record_from_pb(dt_call *c, const PbRecord *p, size_t i, dt_record *r)
     }
     r->trl = p->trl;
     r->updated_at = p->updated_at;
+    /* a record keeps NaN for "no price": a NaN sent as a price is an error, not an absence */
+    if ((p->price_min_present_case && isnan(p->price_min)) || (p->price_max_present_case && isnan(p->price_max))) {
+        snprintf(field, sizeof field, "records[%zu].%s", i, p->price_min_present_case && isnan(p->price_min)
+                                                                 ? "price_min" : "price_max");
+        return dt_rpc_bad(c, field, "not a number (NaN); give a price >= 0, or leave the field out");
+    }
     if (p->price_min_present_case) r->price_min = p->price_min;
     if (p->price_max_present_case) r->price_max = p->price_max;
     if (dup_str(&r->tenant, c->tenant) || dup_str(&r->id, p->id) || dup_str(&r->title, p->title) ||

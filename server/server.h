@@ -104,6 +104,12 @@ typedef struct dt_config {
     int rerank_threads;        /* worker threads per job; 0: online CPUs */
     size_t jobs_keep;          /* finished jobs (and their files) kept per tenant */
     int rerank_redis_timeout_ms;
+    /* limits against abusive clients (conn.c, http.c); 0 = no limit */
+    int read_timeout_ms;            /* total time to read one request from its first byte */
+    size_t max_connections;         /* open connections */
+    size_t max_inflight;            /* requests taken in and not finished */
+    size_t max_inflight_per_tenant; /* the same, per tenant */
+    size_t max_decode;              /* bytes decoding one request body may allocate */
 } dt_config;
 
 /* The loop's view of each tenant's epoch: updated only on the loop thread, after a write job
@@ -137,6 +143,12 @@ typedef struct dt_server {
     struct dt_auth *auth;       /* --auth-file tokens, or NULL: every request allowed (auth.c) */
     struct dt_auth_reloader *auth_reloader; /* re-reads --auth-file on SIGHUP */
     struct dt_jobs *jobs;       /* re-rank jobs (jobs.c) */
+    /* limits against abusive clients, loop thread only */
+    struct dt_conns *conns;       /* connection limit, read deadline (conn.c) */
+    struct dt_inflight *inflight; /* calls in flight per tenant (inflight.c) */
+    size_t calls;                 /* calls taken in and not yet released */
+    uint64_t inflight_rejected[2]; /* refused by --max-inflight [0] and --max-inflight-per-tenant [1] */
+    uint64_t decode_rejected;     /* refused by --max-decode-mb */
 } dt_server;
 
 /* One RPC in flight. Lives until it has been answered and nothing (cache lookup, job) still
@@ -164,6 +176,12 @@ typedef struct dt_call {
     bool answered;
     int pending;                /* outstanding cache lookups and jobs */
     bool cacheable;
+    bool tenant_counted;        /* holds a slot of s->inflight */
+    struct dt_auth *auth_seen;  /* the token set the caller was identified in, and its entry */
+    int auth_who;
+    const uint8_t *body;        /* a large body decoded on a worker: evhttp's buffer, alive until */
+    size_t body_len;            /* the call is answered */
+    int decode_rc;
     char key[96 + DT_TENANT_MAX]; /* "dt:v1:<tenant>:<32 hex digits>" */
     size_t key_len;
 } dt_call;

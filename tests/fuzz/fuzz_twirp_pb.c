@@ -10,6 +10,10 @@
  *     gives the same text (the JSON form is a fixed point);
  *   - when m holds nothing JSON cannot carry (unknown fields, invalid UTF-8, NaN payloads), the
  *     message decoded from its JSON packs to the same bytes as m.
+ * Every body also goes through dt_pbcheck (the daemon's check before unpacking): when it lets a
+ * body through and protobuf-c unpacks it, every string is valid UTF-8 without NUL (by the
+ * matcher's own validator) and protobuf-c asked a counting allocator for no more than the bound
+ * dt_pbcheck computed.
  * Not covered: dt_rpc_precheck (needs a dt_server; fuzz_http drives it through evhttp).
  * libprotobuf-c itself is Debian's build, without sanitizers: memory errors inside it are only
  * seen through the interceptors (memcpy, malloc), not its own code.
@@ -23,7 +27,49 @@
 
 #include "fuzz_twirp.h"
 #include "fuzz_util.h"
+#include "pbcheck.h"
 #include "pbjson.h"
+
+static void *count_alloc(void *ud, size_t n)
+{
+    *(size_t *)ud += n;
+    return malloc(n);
+}
+
+static void count_free(void *ud, void *p)
+{
+    (void)ud;
+    free(p);
+}
+
+/* Every string of m and the messages below it is valid UTF-8 (a NUL would have cut it short, so
+ * the check is only that what is left is valid). */
+static bool strings_valid(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *base = (const char *)m + f->offset;
+        size_t n = 1;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            base = *(const char *const *)base;
+        } else if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+                   *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id) {
+            continue;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (f->type == PROTOBUF_C_TYPE_STRING) {
+                const char *s = ((const char *const *)base)[k];
+                if (s && dt_utf8_valid_prefix(s, strlen(s)) != strlen(s)) return false;
+            } else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                const ProtobufCMessage *sub = ((const ProtobufCMessage *const *)base)[k];
+                if (sub && !strings_valid(sub)) return false;
+            }
+        }
+    }
+    return true;
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -43,6 +89,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) return 0;
     const ProtobufCMessageDescriptor *d = fz_twirp_type(data[0]);
     dt_pbjson_opts opts = {(data[0] & 0x10) != 0, (data[0] & 0x20) != 0, 0};
+    dt_pbcheck_info info;
+    dt_err perr = DT_ERR_INIT;
+    int prc = dt_pbcheck(d, data + 1, size - 1, SIZE_MAX, &info, &perr);
+    fz_check(prc == 0 || (prc == -DT_EINVAL && perr.msg[0]), "%s: dt_pbcheck returned %d (%s)", d->name, prc,
+             perr.msg);
+    size_t asked = 0;
+    ProtobufCAllocator counting = {count_alloc, count_free, &asked};
+    ProtobufCMessage *mc = protobuf_c_message_unpack(d, &counting, size - 1, data + 1);
+    if (prc == 0 && mc) {
+        fz_check(asked <= info.alloc, "%s: protobuf-c asked for %zu bytes, dt_pbcheck's bound is %zu", d->name, asked,
+                 info.alloc);
+        fz_check(strings_valid(mc), "%s: dt_pbcheck let through a string that is not UTF-8", d->name);
+    }
+    if (mc) protobuf_c_message_free_unpacked(mc, NULL);
+
     ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, size - 1, data + 1);
     if (!m) return 0;
 

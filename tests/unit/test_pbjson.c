@@ -28,14 +28,16 @@
 
 static long fi_fail_at = -1; /* the allocation call that fails; -1: none */
 static long fi_calls;
+static size_t fi_bytes; /* bytes the copy asked for, in all */
 static bool fi_ok(void) { return ++fi_calls != fi_fail_at; }
-static void *fi_malloc(size_t n) { return fi_ok() ? malloc(n) : NULL; }
-static void *fi_calloc(size_t n, size_t size) { return fi_ok() ? calloc(n, size) : NULL; }
-static void *fi_realloc(void *p, size_t n) { return fi_ok() ? realloc(p, n) : NULL; }
+static void *fi_malloc(size_t n) { fi_bytes += n; return fi_ok() ? malloc(n) : NULL; }
+static void *fi_calloc(size_t n, size_t size) { fi_bytes += n * size; return fi_ok() ? calloc(n, size) : NULL; }
+static void *fi_realloc(void *p, size_t n) { fi_bytes += n; return fi_ok() ? realloc(p, n) : NULL; }
 #define malloc fi_malloc
 #define calloc fi_calloc
 #define realloc fi_realloc
 #define dt_pbjson_decode fi_pbjson_decode
+#define dt_pbjson_decode_bounded fi_pbjson_decode_bounded
 #define dt_pbjson_encode fi_pbjson_encode
 #define dt_pbjson_json_name fi_pbjson_json_name
 #include "pbjson.c"
@@ -43,6 +45,7 @@ static void *fi_realloc(void *p, size_t n) { return fi_ok() ? realloc(p, n) : NU
 #undef calloc
 #undef realloc
 #undef dt_pbjson_decode
+#undef dt_pbjson_decode_bounded
 #undef dt_pbjson_encode
 #undef dt_pbjson_json_name
 
@@ -1367,6 +1370,107 @@ static void test_out_of_memory_everywhere(void **state)
     assert_null(m);
 }
 
+/* ---------------------------------------------------------------- the decoding budget */
+
+static size_t json_bytes; /* bytes jansson asked for, in all */
+static void *counting_json_malloc(size_t n)
+{
+    json_bytes += n;
+    return malloc(n);
+}
+
+/* A JSON text built by repetition: head, then n copies of item separated by commas, then tail. */
+static char *repeat_json(const char *head, const char *item, size_t n, const char *tail, size_t *len)
+{
+    size_t hl = strlen(head), il = strlen(item), tl = strlen(tail);
+    char *t = malloc(hl + n * (il + 1) + tl + 1);
+    assert_non_null(t);
+    size_t o = 0;
+    memcpy(t, head, hl), o += hl;
+    for (size_t i = 0; i < n; i++) {
+        if (i) t[o++] = ',';
+        memcpy(t + o, item, il), o += il;
+    }
+    memcpy(t + o, tail, tl), o += tl;
+    t[o] = 0;
+    *len = o;
+    return t;
+}
+
+/* What decoding really asks for (jansson's requests plus pbjson's own, counted through the
+ * instrumented copy) never exceeds the estimate scan_cost gives before parsing, for shapes that
+ * cost far more than their size: empty objects, long lists of tiny numbers, short strings,
+ * unknown keys, nested unknown structure, CJK text. The estimate stays within a small factor. */
+static void test_decode_budget_bounds_allocations(void **state)
+{
+    (void)state;
+    char *big_kw = NULL;
+    struct {
+        const ProtobufCMessageDescriptor *d;
+        const char *head, *item, *tail;
+        size_t n;
+    } shapes[] = {
+        {D(upsert_records_request), "{\"records\":[", "{}", "]}", 20000},
+        {D(upsert_records_request), "{\"records\":[{\"id\":\"a\",\"embedding\":[", "0", "]}]}", 50000},
+        {D(upsert_records_request), "{\"records\":[{\"id\":\"a\",\"embedding\":[", "0.123456789", "]}]}", 20000},
+        {D(upsert_records_request), "{\"records\":[{\"id\":\"a\",\"keywords\":[", "\"k\"", "]}]}", 20000},
+        {D(upsert_records_request), "{\"records\":[", "{\"id\":\"锂电池隔膜\",\"title\":\"硫化物固态电解质锂电池\"}", "]}", 3000},
+        {D(match_request), "{\"unknown\":[", "[]", "]}", 20000},
+        {D(match_request), "{\"unknown\":[", "{\"a\":{\"b\":[1,{},\"x\"]}}", "]}", 5000},
+        {D(match_request), "{\"unknown\":[", "true", "]}", 50000},
+        {D(match_request), "{\"filter\":{\"tags\":[", "\"\"", "]}}", 30000},
+        {D(delete_records_request), "{\"side\":\"SIDE_DEMAND\",\"ids\":[", "\"12345678\"", "]}", 20000},
+        {D(pair_event_request), "{\"mustMeet\":[", "{\"smeId\":\"s\",\"holderId\":\"h\"}", "]}", 10000},
+        {D(upsert_records_request), "{\"records\":[", RECORD_CAMEL, "]}", 300},
+    };
+    /* unknown keys: {"k0":0,"k1":0,...} */
+    size_t kl = 0;
+    {
+        size_t cap = 20000 * 16 + 16;
+        big_kw = malloc(cap);
+        assert_non_null(big_kw);
+        kl = (size_t)snprintf(big_kw, cap, "{");
+        for (int i = 0; i < 20000; i++) kl += (size_t)snprintf(big_kw + kl, cap - kl, "%s\"k%d\":0", i ? "," : "", i);
+        kl += (size_t)snprintf(big_kw + kl, cap - kl, "}");
+    }
+    for (size_t c = 0; c <= sizeof shapes / sizeof *shapes; c++) {
+        size_t len;
+        char *text;
+        const ProtobufCMessageDescriptor *d;
+        if (c < sizeof shapes / sizeof *shapes) {
+            text = repeat_json(shapes[c].head, shapes[c].item, shapes[c].n, shapes[c].tail, &len);
+            d = shapes[c].d;
+        } else {
+            text = big_kw;
+            len = kl;
+            d = D(match_request);
+        }
+        scan sc;
+        walk_text(text, len, DT_PBJSON_MAX_DEPTH, &sc, NULL, false);
+        size_t est = scan_cost(&sc, len);
+        json_bytes = fi_bytes = 0;
+        json_set_alloc_funcs(counting_json_malloc, free);
+        ProtobufCMessage *m = NULL;
+        dt_err e = DT_ERR_INIT;
+        int rc = fi_pbjson_decode_bounded(d, text, len, 0, est, &m, &e);
+        json_set_alloc_funcs(malloc, free);
+        size_t real = json_bytes + fi_bytes;
+        if (rc || real > est || est > 8 * real + 8192)
+            fail_msg("shape %zu: rc %d (%s: %s), %zu bytes of text, asked for %zu, estimate %zu", c, rc, e.field,
+                     e.msg, len, real, est);
+        free_msg(m);
+        /* one byte less of budget: refused before parsing, with the figures */
+        m = NULL;
+        memset(&e, 0, sizeof e);
+        assert_int_equal(dt_pbjson_decode_bounded(d, text, len, 0, est - 1, &m, &e), -DT_ELIMIT);
+        assert_null(m);
+        assert_non_null(strstr(e.msg, "bytes of memory"));
+        if (c < 3) assert_non_null(strstr(e.msg, "line 1, column"));
+        if (text != big_kw) free(text);
+    }
+    free(big_kw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1396,6 +1500,7 @@ int main(void)
         cmocka_unit_test(test_integer_forms_against_reference),
         cmocka_unit_test(test_mutations_fail_cleanly),
         cmocka_unit_test(test_out_of_memory_everywhere),
+        cmocka_unit_test(test_decode_budget_bounds_allocations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
