@@ -161,6 +161,12 @@ static const char *const twirp_json[][2] = {
      "{\"demandId\":\"dem-00001\",\"achievementId\":\"ach-00007\",\"kind\":\"OUTCOME_KIND_DEAL_SIGNED\","
      "\"amount\":1250000.5}]}",
      "{\"outcomes\":[{\"demand_id\":\"d1\",\"achievement_id\":\"a1\",\"kind\":2,\"amount\":\"NaN\"}]}"},
+    {"{\"tenant\":\"suzhou-park\",\"jobId\":\"nightly-2026-11-23\",\"k\":10,\"cap\":30,\"candidates\":60,"
+     "\"sides\":[\"SIDE_DEMAND\",\"SIDE_ACHIEVEMENT\"],\"relearn\":false,\"weights\":{\"dense\":0.7,\"lexical\":0.3}}",
+     "{\"job_id\":\"j.1\",\"sides\":[1],\"relearn\":true}"},
+    {"{\"tenant\":\"suzhou-park\",\"id\":\"nightly-2026-11-23\"}", "{\"id\":\"\"}"},
+    {"{\"tenant\":\"suzhou-park\",\"id\":\"nightly-2026-11-23\"}", "{}"},
+    {"{\"tenant\":\"suzhou-park\"}", "{}"},
     {"{\"upserted\":2,\"indexEpoch\":\"7\"}", "{}"},
     {"{\"deleted\":1,\"notFound\":[\"ach-00002\"],\"indexEpoch\":\"8\"}", "{\"not_found\":[]}"},
     {"{\"record\":{\"tenant\":\"public\",\"id\":\"dem-00003\",\"side\":\"SIDE_DEMAND\",\"title\":\"LED显示屏降本增效\","
@@ -192,6 +198,10 @@ static const char *const twirp_json[][2] = {
      "\"candidates\":40,\"mustMet\":1,\"indexEpoch\":\"12\",\"htmlUrl\":\"/events/public/deep-dive-2025-06.html\"}",
      "{\"event_id\":\"e\"}"},
     {"{\"recorded\":2,\"tenantOutcomes\":\"42\",\"indexEpoch\":\"19\"}", "{}"},
+    {"{\"job\":{\"id\":\"j1\",\"tenant\":\"t\",\"state\":\"JOB_STATE_RANKING\",\"done\":500,\"total\":2000,\"rate\":812.5,\"etaSeconds\":1.8,\"startedAt\":\"1763856000\",\"sides\":[\"SIDE_DEMAND\"],\"relearn\":true}}", "{\"job\":{}}"},
+    {"{\"job\":{\"id\":\"j1\",\"tenant\":\"t\",\"state\":\"JOB_STATE_RANKING\",\"done\":500,\"total\":2000,\"rate\":812.5,\"etaSeconds\":1.8,\"startedAt\":\"1763856000\",\"sides\":[\"SIDE_DEMAND\"],\"relearn\":true}}", "{\"job\":{}}"},
+    {"{\"job\":{\"id\":\"j1\",\"tenant\":\"t\",\"state\":\"JOB_STATE_RANKING\",\"done\":500,\"total\":2000,\"rate\":812.5,\"etaSeconds\":1.8,\"startedAt\":\"1763856000\",\"sides\":[\"SIDE_DEMAND\"],\"relearn\":true}}", "{\"job\":{}}"},
+    {"{\"jobs\":[{\"id\":\"j1\",\"tenant\":\"t\",\"state\":\"JOB_STATE_RANKING\",\"done\":500,\"total\":2000,\"rate\":812.5,\"etaSeconds\":1.8,\"startedAt\":\"1763856000\",\"sides\":[\"SIDE_DEMAND\"],\"relearn\":true},{\"state\":8,\"error\":\"redis: connection refused\"}]}", "{}"},
 };
 
 static ProtobufCMessage *decode_json(size_t type, const char *json)
@@ -234,8 +244,9 @@ static void http_seed(size_t k, const char *method, const char *path, const char
 
 static void twirp_seeds(void)
 {
-    const char *methods[FZ_TWIRP_NREQUESTS] = {"UpsertRecords", "DeleteRecords", "GetRecord",    "Match",
-                                               "Stats",         "PairEvent",     "RecordOutcome"};
+    const char *methods[FZ_TWIRP_NREQUESTS] = {"UpsertRecords", "DeleteRecords", "GetRecord", "Match",
+                                               "Stats",         "PairEvent",     "RecordOutcome", "StartRerank",
+                                               "GetJob",        "CancelJob",     "ListJobs"};
     size_t hk = 0;
     for (size_t t = 0; t < FZ_TWIRP_NTYPES; t++)
         for (int v = 0; v < 2; v++) {
@@ -245,7 +256,7 @@ static void twirp_seeds(void)
             uint8_t *b = pack(m, &n);
             char name[32];
             snprintf(name, sizeof name, "seed-%02zu-%d", t, v);
-            int flags = (int)t | (v ? 0x30 : 0);
+            int flags = (int)(t & 0x0f) | (int)((t & 0x10) << 3) | (v ? 0x30 : 0);
             seed("twirp_json", name, flags, json, strlen(json));
             seed("twirp_pb", name, flags, b, n);
             if (t < FZ_TWIRP_NREQUESTS) {
