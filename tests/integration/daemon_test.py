@@ -1098,6 +1098,7 @@ def main():
         tap.ok(False, "the test program ran to the end", "%s\n%s" % (e, traceback.format_exc()))
     finally:
         procs.stop_all()
+        lib.check_sanitizers(tap)
         shutil.rmtree(tmp, ignore_errors=True)
     tap.diag("%d checks, %d failed, %.1f s" % (tap.n, tap.failed, time.time() - t_start))
     print("1..%d" % tap.n)
