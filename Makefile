@@ -43,16 +43,18 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 BINS := $(BUILD)/dovetail $(if $(SERVER_SRC),$(BUILD)/dovetaild)
 
-.PHONY: all deps test unit asan fuzz bench run demo clean help fmt
+.PHONY: all deps test unit asan valgrind fuzz bench soak run demo clean help fmt
 all: $(BINS) $(UNIT_BIN) $(BENCH_BIN)
 
 help:
 	@echo "make          build everything into $(BUILD)/ (libdovetail.a, dovetail, dovetaild, tests, benches)"
 	@echo "make run      install missing Debian packages, build, start dovetaild on the demo data"
 	@echo "make test     install missing Debian packages, build, run every test (unit + integration)"
-	@echo "make asan     the same tests on an ASan + UBSan build in build/asan/"
+	@echo "make asan     the same tests on an ASan + UBSan build in build/asan/; a sanitizer report fails them"
+	@echo "make valgrind daemon_test.py with dovetaild under valgrind memcheck (tens of minutes)"
 	@echo "make fuzz     libFuzzer (clang, ASan + UBSan) on every decoder, FUZZ_SECONDS (600) per target"
 	@echo "make bench    run the benchmarks in bench/ (prints figures and ratios against peers)"
+	@echo "make soak     dovetaild under a steady mix of every RPC for SOAK_SECONDS (600): errors, latency, memory"
 	@echo "make demo     generate the bundled demo data set into $(BUILD)/demo/"
 	@echo "make deps     only install missing Debian packages (scripts/deps.sh)"
 	@echo "make clean    remove $(BUILD)/"
@@ -106,6 +108,11 @@ asan: deps
 	$(MAKE) BUILD=build/asan SAN=1 OPT=-O1 all demo
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ./tests/run.sh build/asan
 
+valgrind: deps
+	@DOVETAIL_VALGRIND_DEPS=1 ./scripts/deps.sh
+	$(MAKE) all demo
+	./tests/valgrind.sh $(BUILD)
+
 fuzz: deps
 	@DOVETAIL_FUZZ_DEPS=1 ./scripts/deps.sh
 	./tests/fuzz/run.sh
@@ -114,6 +121,10 @@ bench: deps
 	@DOVETAIL_BENCH_DEPS=1 ./scripts/deps.sh
 	$(MAKE) all
 	./bench/run.sh $(BUILD)
+
+soak: deps
+	$(MAKE) all demo
+	sh bench/soak.sh $(BUILD)
 
 run: deps
 	$(MAKE) all demo

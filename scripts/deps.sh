@@ -11,10 +11,12 @@ TEST="python3 python3-protobuf python3-requests python3-yaml python3-numpy pytho
 BENCH="python3-faiss python3-xapian wrk bc"
 
 FUZZ="clang libclang-rt-14-dev"
+VALGRIND="valgrind"
 
 want="$BUILD $RUNTIME $TEST"
 [ "${DOVETAIL_BENCH_DEPS:-0}" = 1 ] && want="$want $BENCH"
 [ "${DOVETAIL_FUZZ_DEPS:-0}" = 1 ] && want="$want $FUZZ"
+[ "${DOVETAIL_VALGRIND_DEPS:-0}" = 1 ] && want="$want $VALGRIND"
 
 missing=""
 for p in $want; do

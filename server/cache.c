@@ -25,6 +25,16 @@
  * libevent binding (instead of adapters/libevent.h) therefore closes the connection when the socket
  * becomes readable with nothing outstanding, and a reply callback that finds unparsed bytes left
  * after the last outstanding reply drops the connection before hiredis parses them.
+ *
+ * What else a broken or hostile server could do to hiredis 0.14.1's reader, and the guard:
+ *   - an array header ("*2147483647") makes it calloc() that many pointers before a single element
+ *     arrives (and walk them all when the reply is freed): our reply functions refuse every array
+ *     (we never send a command whose answer is one), which the reader reports as an error;
+ *   - a bulk header announcing more than any value we store makes it buffer whatever follows: the
+ *     connection is dropped once more unparsed bytes are buffered than the largest valid reply.
+ * Values are stored framed (VALUE_MAGIC, then XXH3-64 of the value seeded with the XXH3-64 of the
+ * key, then the value), so a GET answered with another key's value, a truncated or altered value,
+ * or a stream shifted by one reply is a miss, never someone else's answer.
  */
 #include "cache.h"
 
@@ -45,9 +55,12 @@ enum { CMD_GET, CMD_SET, CMD_DEFERRED };
 enum { LOST_ERROR, LOST_TIMEOUT, LOST_SHUTDOWN };
 
 #define MAX_MS 3600000
+#define VALUE_MAGIC "DTC1"
+#define VALUE_HDR 12          /* magic, then the 8-byte check, little-endian */
+#define READ_SLACK (64 * 1024) /* unparsed bytes allowed beyond one largest reply (a read is 16 KiB) */
 
 /* A GET or SET sent to Redis (privdata of its reply callback), or a GET waiting in the deferred
- * queue to be answered on the next loop turn (then key[] holds a local-mode key). */
+ * queue to be answered on the next loop turn. key[] holds a GET's key (a SET's is not kept). */
 typedef struct cmd {
     struct cmd *prev, *next;
     int kind;
@@ -94,6 +107,7 @@ struct dt_cache {
     struct event *reconnect_ev, *connect_ev, *deadline_ev;
     cmd *out_head, *out_tail;   /* commands sent on ac, oldest first */
     size_t pending_bytes;
+    redisReplyObjectFunctions reply_fns; /* hiredis' own minus arrays, for every context's reader */
 
     lentry **buckets;           /* nbuckets, a power of two */
     size_t nbuckets, count, bytes;
@@ -387,7 +401,15 @@ static void ev_read(evutil_socket_t fd, short what, void *arg)
         conn_drop(c, LOST_ERROR);
         return;
     }
-    redisAsyncHandleRead(e->ac);
+    redisAsyncContext *ac = e->ac;
+    redisAsyncHandleRead(ac);
+    /* e may be gone now; c->ac is still ac only while the connection lives */
+    if (c->ac != ac || c->state != ST_UP) return;
+    const redisReader *rd = ac->c.reader;
+    if (rd && rd->len - rd->pos > c->o.max_value_bytes + VALUE_HDR + READ_SLACK) {
+        c->st.errors++;
+        conn_drop(c, LOST_ERROR);
+    }
 }
 
 static void ev_write(evutil_socket_t fd, short what, void *arg)
@@ -436,6 +458,15 @@ static int ev_attach(dt_cache *c, redisAsyncContext *ac)
     return 0;
 }
 
+/* The reader's array constructor: no reply we expect is an array. NULL makes the reader fail
+ * ("out of memory") before it allocates anything for the elements; hiredis then closes. */
+static void *refuse_array(const redisReadTask *task, int elements)
+{
+    (void)task;
+    (void)elements;
+    return NULL;
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     dt_cache *c = ac->data;
@@ -474,6 +505,11 @@ static void connect_now(dt_cache *c)
         return;
     }
     ac->data = c;
+    if (ac->c.reader && ac->c.reader->fn) {
+        c->reply_fns = *ac->c.reader->fn;
+        c->reply_fns.createArray = refuse_array;
+        ac->c.reader->fn = &c->reply_fns;
+    }
     c->ac = ac;
     c->state = ST_CONNECTING;
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -522,6 +558,23 @@ static bool reply_in_step(int kind, const redisReply *r)
     return r->type == REDIS_REPLY_STATUS;
 }
 
+/* The 8-byte check of a stored value: XXH3-64 of the value, seeded with XXH3-64 of the key. */
+static void value_check(const void *key, size_t klen, const void *val, size_t len,
+                        unsigned char out[8])
+{
+    uint64_t h = XXH3_64bits_withSeed(val, len, XXH3_64bits(key, klen));
+    for (int i = 0; i < 8; i++) out[i] = (unsigned char)(h >> (8 * i));
+}
+
+/* Whether a GET's bulk reply is a value stored under this command's key by dt_cache_set. */
+static bool value_belongs(const cmd *m, const redisReply *r)
+{
+    if (r->len < VALUE_HDR || memcmp(r->str, VALUE_MAGIC, 4) != 0) return false;
+    unsigned char want[8];
+    value_check(m->key, m->klen, r->str + VALUE_HDR, (size_t)r->len - VALUE_HDR, want);
+    return memcmp(r->str + 4, want, 8) == 0;
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     dt_cache *c = ac->data;
@@ -543,11 +596,14 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     const redisReader *rd = ac->c.reader;
     bool stray = !c->out_head && rd && rd->pos < rd->len;
     bool good = reply_in_step(m->kind, r) && !stray;
+    if (good && m->kind == CMD_GET && r->type == REDIS_REPLY_STRING && !value_belongs(m, r))
+        good = false; /* another key's value (a stream out of step), or an altered one */
     if (good && r->type != REDIS_REPLY_ERROR) c->backoff_ms = c->o.backoff_min_ms;
     if (!good || r->type == REDIS_REPLY_ERROR) c->st.errors++;
     if (!good && c->ac == ac) conn_drop(c, LOST_ERROR);
     if (m->kind == CMD_GET) {
-        if (good && r->type == REDIS_REPLY_STRING) answer(c, m->cb, m->ud, r->str, (size_t)r->len);
+        if (good && r->type == REDIS_REPLY_STRING)
+            answer(c, m->cb, m->ud, r->str + VALUE_HDR, (size_t)r->len - VALUE_HDR);
         else answer(c, m->cb, m->ud, NULL, 0);
     }
     free(m);
@@ -683,16 +739,16 @@ void dt_cache_free(dt_cache *c)
 int dt_cache_get(dt_cache *c, const void *key, size_t klen, dt_cache_get_cb cb, void *ud)
 {
     bool local = !c->host;
-    cmd *m = malloc(sizeof *m + (local ? klen : 0));
+    cmd *m = malloc(sizeof *m + klen);
     if (!m) return -DT_ENOMEM;
     memset(m, 0, sizeof *m);
     m->kind = CMD_DEFERRED;
     m->cb = cb;
     m->ud = ud;
+    m->klen = klen;
+    if (klen) memcpy(m->key, key, klen);
     if (local) {
         m->lookup = true;
-        m->klen = klen;
-        if (klen) memcpy(m->key, key, klen);
         defer_push(c, m);
         return 0;
     }
@@ -723,7 +779,8 @@ void dt_cache_set(dt_cache *c, const void *key, size_t klen, const void *val, si
         local_set(c, key, klen, val, len);
         return;
     }
-    if (c->state != ST_UP || c->freeing || c->pending_bytes + klen + len > c->o.max_pending_bytes) {
+    if (c->state != ST_UP || c->freeing ||
+        c->pending_bytes + klen + VALUE_HDR + len > c->o.max_pending_bytes) {
         c->st.skipped++;
         return;
     }
@@ -733,9 +790,14 @@ void dt_cache_set(dt_cache *c, const void *key, size_t klen, const void *val, si
         return;
     }
     m->kind = CMD_SET;
-    m->bytes = klen + len;
+    m->bytes = klen + VALUE_HDR + len;
     m->deadline_us = now_us() + (int64_t)c->o.timeout_ms * 1000;
-    if (redisAsyncCommand(c->ac, on_reply, m, "SET %b %b EX %d", key, klen, val, len, c->o.ttl_s) != REDIS_OK) {
+    unsigned char hdr[VALUE_HDR];
+    memcpy(hdr, VALUE_MAGIC, 4);
+    value_check(key, klen, val, len, hdr + 4);
+    /* "%b%b": hiredis joins adjacent arguments into one, so the framed value is not copied here */
+    if (redisAsyncCommand(c->ac, on_reply, m, "SET %b %b%b EX %d", key, klen, hdr, sizeof hdr, val,
+                          len, c->o.ttl_s) != REDIS_OK) {
         c->st.errors++;
         free(m);
         return;

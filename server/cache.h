@@ -18,7 +18,14 @@
  *   - while no connection is up, GETs are answered with a miss at once (on the next loop turn)
  *     and SETs are dropped; both are counted as `skipped`;
  *   - a reply of the wrong type, or a reply nobody asked for, closes the connection (the stream
- *     is out of step with the commands; hiredis 0.14 would abort() on an unsolicited reply).
+ *     is out of step with the commands; hiredis 0.14 would abort() on an unsolicited reply);
+ *   - an array header is refused before hiredis allocates its elements, and more unparsed bytes
+ *     than max_value_bytes + 64 KiB close the connection: a broken server cannot make the daemon
+ *     allocate what it announces;
+ *   - Redis holds each value framed as "DTC1", the XXH3-64 of the value seeded with the XXH3-64 of
+ *     the key (8 bytes, little-endian), then the value. A GET whose answer does not carry the check
+ *     of its own key (another key's value, a truncated or altered one, anything written by another
+ *     program) is a miss, counted in errors, and closes the connection.
  * The host name is resolved once, in dt_cache_new, so that reconnecting never blocks the loop
  * on DNS; give an IP address if Redis may move.
  *

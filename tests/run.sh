@@ -7,6 +7,10 @@
 # and *_test.py, run with BUILD=BUILD_DIR in the environment; they print TAP lines ("ok N - name",
 # "not ok N - name") too. A program that exits non-zero without reporting a failed case counts as
 # one failure of its own.
+#
+# Sanitizer reports: ASAN_OPTIONS and UBSAN_OPTIONS get a log_path in a fresh directory per test, so
+# a report from any process the test starts (daemon, command-line tool, unit test) lands in a file
+# even when the test swallows stderr; a test that leaves such a file fails (the files are printed).
 set -u
 unit_only=0
 if [ "${1:-}" = "--unit-only" ]; then unit_only=1; shift; fi
@@ -21,12 +25,19 @@ passed=0
 failed=0
 failures=""
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+sanroot=$(mktemp -d)
+trap 'rm -rf "$log" "$sanroot"' EXIT
+ASAN_BASE=${ASAN_OPTIONS:-}
+UBSAN_BASE=${UBSAN_OPTIONS:-}
 
 run_one() { # name, command...
     name=$1; shift
     start=$(date +%s)
-    timeout "${DOVETAIL_TEST_TIMEOUT:-900}" "$@" >"$log" 2>&1
+    san="$sanroot/$name"
+    mkdir -p "$san"
+    ASAN_OPTIONS="${ASAN_BASE:+$ASAN_BASE:}log_path=$san/asan" \
+    UBSAN_OPTIONS="${UBSAN_BASE:+$UBSAN_BASE:}log_path=$san/ubsan" \
+        timeout "${DOVETAIL_TEST_TIMEOUT:-900}" "$@" >"$log" 2>&1
     rc=$?
     cat "$log"
     p=$(grep -c '^ok ' "$log")
@@ -34,6 +45,17 @@ run_one() { # name, command...
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
         f=1
         echo "not ok - $name exited with status $rc"
+    fi
+    reports=$(find "$san" -type f | sort)
+    if [ -n "$reports" ]; then
+        for r in $reports; do
+            echo "# sanitizer report $(basename "$r"):"
+            head -n 60 "$r" | sed 's/^/#   /'
+        done
+        if [ "$f" -eq 0 ]; then
+            f=1
+            echo "not ok - $name: a process it started left a sanitizer report"
+        fi
     fi
     passed=$((passed + p))
     failed=$((failed + f))

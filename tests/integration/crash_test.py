@@ -186,6 +186,7 @@ def main():
         tap.ok(False, "crash test ran to the end", repr(e))
     finally:
         procs.stop_all()
+        lib.check_sanitizers(tap)
         shutil.rmtree(tmp, ignore_errors=True)
     return 1 if tap.failed else 0
 

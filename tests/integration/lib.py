@@ -11,6 +11,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -98,7 +99,9 @@ class Procs:
 
     @staticmethod
     def stop(p, sig=signal.SIGTERM, wait=10.0):
-        """Stops one process by its PID; returns its exit status."""
+        """Stops one process by its PID; returns its exit status. It gets `wait` seconds (at least
+        DOVETAIL_STOP_TIMEOUT, for daemons under valgrind) before SIGKILL."""
+        wait = max(wait, float(os.environ.get("DOVETAIL_STOP_TIMEOUT", 0)))
         if p.poll() is not None:
             return p.returncode
         try:
@@ -182,13 +185,79 @@ def start_redis(procs, port, logdir):
     raise RuntimeError("redis-server on port %d did not answer PING in 10 s" % port)
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer", "ERROR: ThreadSanitizer")
+
+
+def _sanitizer_log_paths():
+    """The log_path prefixes set in ASAN_OPTIONS and UBSAN_OPTIONS (tests/run.sh sets them)."""
+    out = []
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        for opt in re.split(r"[:,\s]+", os.environ.get(var, "")):
+            if opt.startswith("log_path="):
+                out.append(opt[len("log_path="):])
+    return out
+
+
+def sanitizer_report(stderr_path, pid):
+    """What a sanitizer (ASan, LSan, UBSan) reported about process `pid`: its stderr file from the
+    first report line on, plus the log_path files named for its pid; "" when there is none."""
+    parts = []
+    try:
+        with open(stderr_path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        at = min((i for i in (text.find(m) for m in SANITIZER_MARKS) if i >= 0), default=-1)
+        if at >= 0:
+            parts.append(text[text.rfind("\n", 0, at) + 1:])
+    except OSError:
+        pass
+    for prefix in _sanitizer_log_paths():
+        try:
+            with open("%s.%d" % (prefix, pid), "rb") as f:
+                parts.append(f.read().decode("utf-8", "replace"))
+        except OSError:
+            pass
+    return "\n".join(parts)
+
+
+def is_sanitizer_build(exe):
+    """True when the executable is built with AddressSanitizer or UBSan (make asan)."""
+    try:
+        with open(exe, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return b"__asan_init" in data or b"__ubsan_handle" in data
+
+
+STARTED = []  # every Daemon of this test program, for check_sanitizers()
+
+
+def check_sanitizers(tap):
+    """One TAP line: no dovetaild this program started (and that has exited) left a sanitizer
+    report in its stderr. Call it after the daemons were stopped: LeakSanitizer reports at exit."""
+    exe = os.path.join(build_dir(), "dovetaild")
+    done = [d for d in STARTED if d.proc.poll() is not None]
+    bad = [(d, sanitizer_report(d.stderr_path, d.pid)) for d in done]
+    bad = [(d, r) for d, r in bad if r]
+    kind = "sanitizer build" if is_sanitizer_build(exe) else "not a sanitizer build: nothing to find"
+    diag = "\n".join("dovetaild (%s), pid %d:\n%s" % (d.name, d.pid, r[:3000]) for d, r in bad[:3])
+    return tap.ok(not bad, "no sanitizer report (ASan, LSan, UBSan) from the %d dovetaild processes that exited (%s)"
+                  % (len(done), kind), diag)
+
+
 class Daemon:
-    """One dovetaild started on 127.0.0.1 port 0; `base` is its http://127.0.0.1:PORT."""
+    """One dovetaild started on 127.0.0.1 port 0; `base` is its http://127.0.0.1:PORT.
+
+    DOVETAIL_DAEMON_WRAPPER (a command line, e.g. "valgrind --leak-check=full") runs the daemon
+    under that program; DOVETAIL_START_TIMEOUT (seconds) overrides every start timeout."""
 
     LISTEN_RE = re.compile(r"^dovetaild listening on 127\.0\.0\.1:(\d+)$")
 
     def __init__(self, procs, args, logdir, name, start_timeout=60.0, env=None):
         exe = os.path.join(build_dir(), "dovetaild")
+        wrapper = shlex.split(os.environ.get("DOVETAIL_DAEMON_WRAPPER", ""))
+        start_timeout = float(os.environ.get("DOVETAIL_START_TIMEOUT", start_timeout))
         self.name = name
         self.stderr_path = os.path.join(logdir, "dovetaild-%s.log" % name)
         err = open(self.stderr_path, "wb")
@@ -197,9 +266,10 @@ class Daemon:
         if env:
             e.update(env)
         self.proc = procs.add(subprocess.Popen(
-            [exe, "--listen", "127.0.0.1:0"] + list(args),
+            wrapper + [exe, "--listen", "127.0.0.1:0"] + list(args),
             stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=e))
         err.close()
+        STARTED.append(self)
         self.port = None
         self.stdout_lines = []
         ready = threading.Event()
@@ -348,6 +418,7 @@ def tap_main(run):
         tap.ok(False, "the test program ran to the end", "%s\n%s" % (e, traceback.format_exc()))
     finally:
         procs.stop_all()
+        check_sanitizers(tap)
         shutil.rmtree(tmp, ignore_errors=True)
     tap.diag("%d checks, %d failed, %.1f s" % (tap.n, tap.failed, time.time() - t0))
     print("1..%d" % tap.n)

@@ -4,8 +4,9 @@
  * redis-server (/usr/bin/redis-server, Debian package redis-server) is started on a free loopback
  * port and stopped by PID; it is killed, restarted and paused (SIGSTOP) mid-test. The fake server
  * runs on the test's own event loop and answers each command according to a mode (wrong types,
- * random bytes, two replies per command, silence, ...). What the cache stored is checked with an
- * independent synchronous hiredis client.
+ * random bytes, two replies per command, silence, huge array headers, a flood, ...). What the cache
+ * stored is checked with an independent synchronous hiredis client against the value format that
+ * cache.h documents, computed here from xxhash directly.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +34,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <hiredis/hiredis.h>
+#include <xxhash.h>
 
 #include "cache.h"
 
@@ -303,6 +305,20 @@ static dt_cache_stats stats(dt_cache *c)
     return s;
 }
 
+/* The bytes cache.h says Redis holds for val under key: "DTC1", XXH3-64 of val seeded with XXH3-64
+ * of key (little-endian), val. Caller frees. */
+static unsigned char *framed(const void *key, size_t klen, const void *val, size_t len, size_t *out_len)
+{
+    unsigned char *b = malloc(12 + len);
+    assert_non_null(b);
+    memcpy(b, "DTC1", 4);
+    uint64_t h = XXH3_64bits_withSeed(val, len, XXH3_64bits(key, klen));
+    for (int i = 0; i < 8; i++) b[4 + i] = (unsigned char)(h >> (8 * i));
+    if (len) memcpy(b + 12, val, len);
+    *out_len = 12 + len;
+    return b;
+}
+
 /* ---- Redis: round trip, miss, TTL ---- */
 
 static void test_redis_binary_round_trip(void **state)
@@ -324,12 +340,15 @@ static void test_redis_binary_round_trip(void **state)
     got_fini(g);
 
     /* what Redis holds, seen by another client, and its TTL */
+    size_t flen;
+    unsigned char *fv = framed(key, sizeof key, val, sizeof val, &flen);
     redisReply *r = sync_cmd(f->port, "GET %b", key, sizeof key);
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
-    assert_int_equal(r->len, sizeof val);
-    assert_memory_equal(r->str, val, sizeof val);
+    assert_int_equal(r->len, flen);
+    assert_memory_equal(r->str, fv, flen);
     freeReplyObject(r);
+    free(fv);
     r = sync_cmd(f->port, "TTL %b", key, sizeof key);
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_INTEGER);
@@ -347,9 +366,11 @@ static void test_redis_binary_round_trip(void **state)
     assert_non_null(bv);
     uint64_t s = 42;
     for (size_t i = 0; i < big; i++) bv[i] = (unsigned char)rng_next(&s);
-    r = sync_cmd(f->port, "SET %b %b", "big", (size_t)3, bv, big);
+    fv = framed("big", 3, bv, big, &flen);
+    r = sync_cmd(f->port, "SET %b %b", "big", (size_t)3, fv, flen);
     assert_non_null(r);
     freeReplyObject(r);
+    free(fv);
     get_wait(f->base, f->cache, "big", 3, g);
     assert_true(g->hit);
     assert_int_equal(g->len, big);
@@ -363,6 +384,57 @@ static void test_redis_binary_round_trip(void **state)
     assert_int_equal(st.sets, 2);
     assert_int_equal(st.errors, 0);
     assert_int_equal(st.timeouts, 0);
+}
+
+/* A value that is not framed for its key (another key's value, a raw value, a truncated or altered
+ * one) is a miss and an error, and the connection is replaced; the right value is a hit again. */
+static void test_redis_foreign_value_is_a_miss(void **state)
+{
+    fx *f = *state;
+    fx_start(f, 60);
+    dt_cache_set(f->cache, "k-a", 3, "answer for a", 12);
+    dt_cache_set(f->cache, "k-b", 3, "answer for b", 12);
+    got *g = &f->g[0];
+    get_wait(f->base, f->cache, "k-a", 3, g);
+    assert_true(g->hit);
+    got_fini(g);
+    redisReply *ra = sync_cmd(f->port, "GET k-a");
+    assert_non_null(ra);
+    assert_int_equal(ra->type, REDIS_REPLY_STRING);
+    size_t alen = ra->len;
+    unsigned char *a = malloc(alen);
+    assert_non_null(a);
+    memcpy(a, ra->str, alen);
+    freeReplyObject(ra);
+
+    unsigned char altered[64];
+    assert_true(alen <= sizeof altered);
+    memcpy(altered, a, alen);
+    altered[alen - 1] ^= 1;
+    struct {
+        const void *v;
+        size_t len;
+    } bad[] = {{a, alen}, {"answer for a", 12}, {a, alen - 1}, {altered, alen}, {a, 11}, {"", 0}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        redisReply *r = sync_cmd(f->port, "SET %b %b", "k-b", (size_t)3, bad[i].v, bad[i].len);
+        assert_non_null(r);
+        freeReplyObject(r);
+        assert_true(pump_until(f->base, is_connected, f->cache, 3000));
+        dt_cache_stats before = stats(f->cache);
+        get_wait(f->base, f->cache, "k-b", 3, g);
+        if (g->hit) fail_msg("bad value %zu of k-b was taken as a hit", i);
+        dt_cache_stats after = stats(f->cache);
+        assert_int_equal(after.errors, before.errors + 1);
+        assert_true(pump_until(f->base, is_connected, f->cache, 3000));
+        assert_true(stats(f->cache).reconnects > before.reconnects);
+    }
+    free(a);
+    dt_cache_set(f->cache, "k-b", 3, "answer for b", 12);
+    get_wait(f->base, f->cache, "k-b", 3, g);
+    assert_true(g->hit);
+    assert_int_equal(g->len, 12);
+    assert_memory_equal(g->val, "answer for b", 12);
+    got_fini(g);
 }
 
 static void test_redis_unknown_key_is_a_miss(void **state)
@@ -684,11 +756,14 @@ enum {
     FAKE_CLOSE,       /* closes the connection on the first command */
     FAKE_HALF,        /* the start of a long bulk reply per command, never completed */
     FAKE_IDLE_PUSH,   /* like FAKE_NIL, plus a bulk reply pushed 20 ms after the last command */
+    FAKE_HUGE_ARRAY,  /* an array header of 2^31-1 elements per command, no elements */
+    FAKE_FLOOD,       /* a bulk header of 10^9 bytes and 1 MiB of them per command */
     FAKE_MODES
 };
 
-static const char *const fake_names[FAKE_MODES] = {"nil",    "error",     "status", "integer", "double", "speak-first",
-                                                   "random", "fragments", "silent", "close",   "half",    "idle-push"};
+static const char *const fake_names[FAKE_MODES] = {"nil",       "error",      "status", "integer", "double",
+                                                   "speak-first", "random",  "fragments", "silent", "close",
+                                                   "half",      "idle-push",  "huge-array", "flood"};
 
 #define FAKE_MAX_CONNS 256
 
@@ -766,6 +841,14 @@ static void fake_reply(fake *fk, struct bufferevent *bev, bool is_get)
         break;
     }
     case FAKE_HALF: evbuffer_add_printf(out, "$1000\r\nab"); break;
+    case FAKE_HUGE_ARRAY: evbuffer_add_printf(out, "*2147483647\r\n"); break;
+    case FAKE_FLOOD: {
+        evbuffer_add_printf(out, "$1000000000\r\n");
+        char chunk[65536];
+        memset(chunk, 'x', sizeof chunk);
+        for (int i = 0; i < 16; i++) evbuffer_add(out, chunk, sizeof chunk);
+        break;
+    }
     default: break;
     }
 }
@@ -868,6 +951,7 @@ static void run_fake(struct event_base *base, int mode, dt_cache_stats *st, fake
     o.timeout_ms = 100;
     o.backoff_min_ms = 5;
     o.backoff_max_ms = 20;
+    o.max_value_bytes = 4096; /* a flood trips the buffer bound (4 KiB + 64 KiB) long before the timeout */
     dt_err err = DT_ERR_INIT;
     dt_cache *c = dt_cache_new(base, &o, &err);
     assert_non_null(c);
@@ -954,6 +1038,18 @@ static void test_fake_server_modes(void **state)
         case FAKE_HALF:
             assert_int_equal(st.hits, 0);
             assert_true(st.timeouts >= FAKE_ROUNDS);
+            assert_true(fk.accepts > 1);
+            break;
+        case FAKE_HUGE_ARRAY: /* refused before the elements are allocated, not waited for */
+            assert_int_equal(st.hits, 0);
+            assert_true(st.errors >= FAKE_ROUNDS);
+            assert_int_equal(st.timeouts, 0);
+            assert_true(fk.accepts > 1);
+            break;
+        case FAKE_FLOOD: /* dropped once more than the largest value is buffered (an error, where waiting
+                            for the announced 10^9 bytes would end in timeouts only) */
+            assert_int_equal(st.hits, 0);
+            assert_true(st.errors >= FAKE_ROUNDS);
             assert_true(fk.accepts > 1);
             break;
         default: break;
@@ -1196,6 +1292,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         T(test_redis_binary_round_trip),
+        T(test_redis_foreign_value_is_a_miss),
         T(test_redis_unknown_key_is_a_miss),
         T(test_redis_ttl_expires),
         T(test_redis_killed_then_restarted),
