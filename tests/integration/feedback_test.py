@@ -16,13 +16,12 @@ Prints TAP lines; exits non-zero if any check failed. Run with /usr/bin/python3.
 
 import os
 import random
-import shutil
 import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
-from lib import Daemon, Procs, Tap, Twirp  # noqa: E402
+from lib import Daemon, Procs, Twirp  # noqa: E402
 
 TENANT = "fb"
 WORDS = ["lithium", "battery", "separator", "coating", "ceramic", "solid", "electrolyte", "vision",
@@ -162,21 +161,5 @@ def run(tap, procs, tmp):
     Procs.stop(d2.proc, signal.SIGTERM)
 
 
-def main():
-    tap = Tap()
-    procs = Procs()
-    tmp = lib.make_tmpdir()
-    try:
-        run(tap, procs, tmp)
-    except Exception as e:  # noqa: BLE001 - a crash of the test itself is a failure, not a pass
-        import traceback
-        tap.ok(False, "the test program ran to the end", "%s\n%s" % (e, traceback.format_exc()))
-    finally:
-        procs.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("1..%d" % tap.n)
-    return 1 if tap.failed or tap.n == 0 else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(lib.tap_main(run))

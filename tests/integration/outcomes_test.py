@@ -26,15 +26,13 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
-from lib import Daemon, Procs, Tap, Twirp  # noqa: E402
+from lib import Daemon, Procs, Twirp  # noqa: E402
 
 from google.protobuf import json_format  # noqa: E402
 
@@ -593,28 +591,5 @@ def run(tap, procs, tmp):
     tap.ok(rc == 2, "dovetail stats refuses --data-dir together with files", err)
 
 
-def main():
-    tap = Tap()
-    procs = Procs()
-    tmp = lib.make_tmpdir()
-    t_start = time.time()
-
-    def on_term(sig, frame):
-        raise SystemExit(1)
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        run(tap, procs, tmp)
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        tap.ok(False, "the test program ran to the end", "%s\n%s" % (e, traceback.format_exc()))
-    finally:
-        procs.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    tap.diag("%d checks, %d failed, %.1f s" % (tap.n, tap.failed, time.time() - t_start))
-    print("1..%d" % tap.n)
-    return 1 if tap.failed or tap.n == 0 else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(lib.tap_main(run))

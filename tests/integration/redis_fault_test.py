@@ -19,7 +19,6 @@ DOVETAIL_ROOT (repository root). Run with /usr/bin/python3.
 
 import os
 import random
-import shutil
 import signal
 import socket
 import sys
@@ -28,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
-from lib import Daemon, Procs, Tap, Twirp  # noqa: E402
+from lib import Daemon, Procs, Twirp  # noqa: E402
 
 REDIS_TIMEOUT_MS = 100
 DEADLINE_MS = 4000
@@ -369,29 +368,5 @@ def run(tap, procs, tmp):
     tap.ok(rc == 0, "dovetaild exits 0 on SIGTERM after all the faults", "status %r\n%s" % (rc, d.stderr_tail()))
 
 
-def main():
-    tap = Tap()
-    procs = Procs()
-    tmp = lib.make_tmpdir()
-    t_start = time.time()
-
-    def on_term(sig, frame):
-        raise SystemExit(1)
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        run(tap, procs, tmp)
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        tap.ok(False, "the test program ran to the end", "%s\n%s" % (e, traceback.format_exc()))
-    finally:
-        procs.stop_all()
-        lib.check_sanitizers(tap)
-        shutil.rmtree(tmp, ignore_errors=True)
-    tap.diag("%d checks, %d failed, %.1f s" % (tap.n, tap.failed, time.time() - t_start))
-    print("1..%d" % tap.n)
-    return 1 if tap.failed or tap.n == 0 else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(lib.tap_main(run))
