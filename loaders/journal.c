@@ -228,18 +228,20 @@ int dt_journal_lock_dir(const char *dir, int *lock_fd, dt_err *err)
     *lock_fd = -1;
     int rc = mkdir_p(dir, err);
     if (rc) return rc;
-    char path[PATH_MAX];
-    if ((rc = join_path(path, sizeof path, dir, "LOCK", err))) return rc;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return io_err(err, "cannot open", path, errno);
+    /* the directory itself, not a file in it: a lock file can be deleted (and re-created and
+     * locked by a second process) under a running daemon; a directory that holds the journal cannot
+     * be removed, and a process that locks it finds the lock of the one already there */
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return io_err(err, "cannot open", dir, errno);
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(fd);
         if (e == EWOULDBLOCK)
             return dt_err_set(err, DT_EEXIST, "dir",
-                              "data directory %s is in use by another process (it holds %s)", dir,
-                              path);
-        return io_err(err, "cannot lock", path, e);
+                              "data directory %s is in use by another process (it holds a lock on the "
+                              "directory)",
+                              dir);
+        return io_err(err, "cannot lock", dir, e);
     }
     *lock_fd = fd;
     return 0;
@@ -731,6 +733,32 @@ static uint64_t find_valid_after(const uint8_t *p, uint64_t size, uint64_t off, 
     return 0;
 }
 
+/* Whether the bytes p[off..size), which do not parse as an entry, are one whole entry that was
+ * damaged rather than a tail cut short: a crash leaves a prefix of an entry (the header is written
+ * in the same write(2) as its payload, never a full-length entry with a bad checksum), so a tail
+ * whose header is complete and whose entry ends exactly at the end of the file - as the length
+ * field says, or as a length field with a flipped bit would have said, or with a damaged format
+ * byte - is damage. The header checksum covers type, length and seq, so re-checking it with the
+ * length the file implies finds a flipped length byte. NULL when the tail is a genuine short write,
+ * else what is wrong. */
+static const char *damaged_full_entry(const uint8_t *p, uint64_t size, uint64_t off)
+{
+    uint64_t left = size - off;
+    if (left < DT_JOURNAL_HEADER_SIZE) return NULL;
+    const uint8_t *h = p + off;
+    uint64_t len = load_le(h + 2, 4), body = left - DT_JOURNAL_HEADER_SIZE;
+    if (h[0] == ENTRY_MAGIC && len <= body) return "its checksum does not match";
+    if (body > DT_JOURNAL_PAYLOAD_MAX) return NULL;
+    uint64_t want = load_le(h + 14, 8), payload_hash = XXH3_64bits(h + DT_JOURNAL_HEADER_SIZE, (size_t)body);
+    uint8_t fixed[DT_JOURNAL_HEADER_SIZE];
+    memcpy(fixed, h, sizeof fixed);
+    fixed[0] = ENTRY_MAGIC;
+    store_le(fixed + 2, body, 4);
+    if (entry_checksum(fixed, payload_hash) == want)
+        return h[0] != ENTRY_MAGIC ? "its format byte is damaged" : "its length field is damaged";
+    return NULL;
+}
+
 typedef struct {
     const char *dir;
     uint64_t after_seq;
@@ -803,6 +831,25 @@ static int replay_file(replay_ctx *c, uint64_t first_seq, bool last, dt_err *err
                                 "%s offset %" PRIu64 ": %s, but a valid entry (seq %" PRIu64
                                 ") follows at offset %" PRIu64 ": corruption, not a torn tail",
                                 path, off, why, after.seq, q);
+                break;
+            }
+            const char *damage = damaged_full_entry(p, size, off);
+            if (damage) {
+                rc = dt_err_set(err, DT_ECORRUPT, name,
+                                "%s offset %" PRIu64 ": %s: the last entry is complete but %s; a crash "
+                                "only cuts an entry short, so this is damage to an entry that may have been "
+                                "acknowledged, not a torn tail. Restore the directory from a backup, or, "
+                                "accepting the loss of that entry, run 'truncate -s %" PRIu64 " %s'",
+                                path, off, why, damage, off, path);
+                break;
+            }
+            if (off == 0 && c->truncate) { /* a reader beside a running daemon may see a first write in progress */
+                rc = dt_err_set(err, DT_ECORRUPT, name,
+                                "%s offset 0: %s: the newest journal file does not hold one complete entry "
+                                "(%" PRIu64 " bytes): it may have been cut, losing acknowledged entries. "
+                                "Restore the directory from a backup; only if the daemon crashed during its "
+                                "first write to this file, run 'truncate -s 0 %s'",
+                                path, why, size, path);
                 break;
             }
             torn_at = off;

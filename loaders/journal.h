@@ -44,8 +44,9 @@ const char *dt_fsync_policy_name(dt_fsync_policy p);
 /* Bytes of an entry header. */
 #define DT_JOURNAL_HEADER_SIZE 22
 
-/* Takes an exclusive advisory lock (flock) on <dir>/LOCK, creating dir (and parents) if needed, so
- * that two processes never share a data directory. Take it before dt_journal_replay. *lock_fd is
+/* Takes an exclusive advisory lock (flock) on the directory itself, creating dir (and parents) if
+ * needed, so that two processes never share a data directory (a lock file could be deleted under a
+ * running process). Take it before dt_journal_replay. *lock_fd is
  * the descriptor to pass to dt_journal_unlock_dir. -DT_EEXIST when another process holds it,
  * -DT_EIO. */
 int dt_journal_lock_dir(const char *dir, int *lock_fd, dt_err *err);

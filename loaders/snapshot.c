@@ -511,7 +511,7 @@ int dt_snapshot_load_latest(const char *dir, dt_snapshot_cb cb, void *ud, uint64
                 dt_snapshot_rejected *r = &rep->rejected[rep->n_rejected];
                 snprintf(r->file, sizeof r->file, "%.63s", v[i].name);
                 r->seq = v[i].seq;
-                snprintf(r->reason, sizeof r->reason, "%s", ve.msg);
+                snprintf(r->reason, sizeof r->reason, "%.255s", ve.msg);
             }
             rep->n_rejected++;
             if (p) munmap((void *)p, (size_t)size);

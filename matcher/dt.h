@@ -26,7 +26,7 @@ enum {
 typedef struct dt_err {
     int code;
     char field[64];
-    char msg[256];
+    char msg[512]; /* room for two paths and a command that repairs */
 } dt_err;
 
 #define DT_ERR_INIT {0, {0}, {0}}

@@ -367,7 +367,7 @@ static void *job_main(void *arg)
     jb->t1_us = dt_now_us();
     jb->finished_at = (int64_t)now_wall();
     if (phase == PH_FAILED)
-        snprintf(jb->error, sizeof jb->error, "%s%s%s; nothing was published", err.field, err.field[0] ? ": " : "",
+        snprintf(jb->error, sizeof jb->error, "%s%s%.300s; nothing was published", err.field, err.field[0] ? ": " : "",
                  err.msg[0] ? err.msg : "failed");
     snprintf(error, sizeof error, "%s", jb->error);
     double secs = (double)(jb->t1_us - jb->t0_us) / 1e6;

@@ -1,7 +1,8 @@
 /* test_journal.c - journal append, group commit, rotation, pruning and replay (loaders/journal.c).
  *
  * Every test works in its own mkdtemp directory under /tmp. Damage is made by rewriting the files
- * with plain I/O: every cut inside the last entry, every flipped byte of every entry, seq gaps,
+ * with plain I/O: every cut inside the last entry (a torn tail) and inside the first entry of the
+ * newest file (refused), every flipped byte of every entry (refused), seq gaps,
  * missing files, a write that fails half-way (RLIMIT_FSIZE). Expected entries come from what the
  * test appended, and the on-disk layout is checked against docs/durability.md with xxhash directly.
  * The concurrency test prints the group-commit figures (entries/s, fdatasyncs/s); it asserts
@@ -558,7 +559,10 @@ static void test_flipped_byte_in_a_middle_entry_is_corruption(void **state)
     remove_dir(src);
 }
 
-static void test_flipped_byte_in_the_last_entry_is_a_torn_tail(void **state)
+/* A crash leaves a prefix of the entry being written, never a full-length entry with a bad
+ * checksum: every flipped byte of the last entry (header, length, seq, checksum or payload) is
+ * refused as damage, naming file and offset, and nothing is cut. */
+static void test_flipped_byte_in_the_last_entry_is_refused(void **state)
 {
     (void)state;
     enum { N = 6 };
@@ -569,18 +573,76 @@ static void test_flipped_byte_in_the_last_entry_is_a_torn_tail(void **state)
     size_t len;
     uint8_t *full = read_all(path, &len);
     uint8_t *p = malloc(len);
-    for (size_t i = starts[N - 1]; i < len; i++) {
-        memcpy(p, full, len);
-        p[i] ^= 0x10;
-        write_all(path, p, len);
-        dt_journal_replay_report rep;
-        expect_replay(src, 0, N - 1, &rep);
-        assert_int_equal(rep.torn_offset, starts[N - 1]);
-        assert_int_equal(rep.torn_bytes, len - starts[N - 1]);
-        assert_true(rep.truncated);
-        assert_int_equal(file_size(path), starts[N - 1]);
-    }
+    char where[64];
+    snprintf(where, sizeof where, "offset %zu", starts[N - 1]);
+    for (size_t i = starts[N - 1]; i < len; i++)
+        for (unsigned bit = 0; bit < 8; bit += 3) {
+            memcpy(p, full, len);
+            p[i] ^= (uint8_t)(1u << ((i + bit) % 8));
+            write_all(path, p, len);
+            collect *c = collect_new();
+            dt_journal_replay_report rep;
+            dt_err err = DT_ERR_INIT;
+            int rc = dt_journal_replay(src, 0, true, collect_cb, c, &rep, &err);
+            if (rc != -DT_ECORRUPT)
+                fail_msg("flip at %zu (entry at %zu): rc %d, torn %llu bytes", i, starts[N - 1], rc,
+                         (unsigned long long)rep.torn_bytes);
+            if (!strstr(err.msg, where) || !strstr(err.msg, "journal.00000000000000000001.log") ||
+                !strstr(err.msg, "truncate -s"))
+                fail_msg("flip at %zu: message \"%s\"", i, err.msg);
+            assert_int_equal(c->n, N - 1);
+            assert_false(rep.truncated);
+            assert_int_equal(file_size(path), len);
+            free(c);
+        }
     free(p);
+    free(full);
+    remove_dir(src);
+}
+
+/* A newest file cut inside its first entry lost every acknowledged entry it held: refused (with
+ * the command that cuts it, for the operator who knows a crash left it), never cut silently. An
+ * empty newest file is fine. */
+static void test_cut_inside_the_first_entry_of_the_newest_file_is_refused(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    size_t starts[N];
+    char *src = journal_of(N, starts);
+    char path[PATH_MAX];
+    jpath(path, sizeof path, src, 1);
+    size_t len;
+    uint8_t *full = read_all(path, &len);
+    for (size_t cut = 1; cut < starts[1]; cut++) {
+        write_all(path, full, cut);
+        dt_journal_replay_report rep;
+        dt_err err = DT_ERR_INIT;
+        int rc = dt_journal_replay(src, 0, true, NULL, NULL, &rep, &err);
+        if (rc != -DT_ECORRUPT) fail_msg("cut at %zu: rc %d, torn %llu", cut, rc, (unsigned long long)rep.torn_bytes);
+        if (!strstr(err.msg, "offset 0") || !strstr(err.msg, "truncate -s 0"))
+            fail_msg("cut at %zu: message \"%s\"", cut, err.msg);
+        assert_false(rep.truncated);
+        assert_int_equal(file_size(path), cut);
+    }
+    /* the same cut in the newest of two files */
+    write_all(path, full, len);
+    dt_journal *j = open_ok(src, DT_FSYNC_ALWAYS, N + 1);
+    append_range(j, N + 1, N + 40);
+    dt_journal_close(j);
+    char p2[PATH_MAX];
+    jpath(p2, sizeof p2, src, N + 1);
+    size_t len2;
+    uint8_t *second = read_all(p2, &len2);
+    write_all(p2, second, 10);
+    dt_err err = DT_ERR_INIT;
+    assert_int_equal(dt_journal_replay(src, 0, true, NULL, NULL, NULL, &err), -DT_ECORRUPT);
+    assert_non_null(strstr(err.msg, "journal.00000000000000000007.log"));
+    /* an empty newest file holds nothing to lose */
+    write_all(p2, second, 0);
+    dt_journal_replay_report rep;
+    expect_replay(src, 0, N, &rep);
+    assert_int_equal(rep.torn_bytes, 0);
+    free(second);
     free(full);
     remove_dir(src);
 }
@@ -833,7 +895,8 @@ int main(void)
         cmocka_unit_test(test_everysec_syncs_in_the_background),
         cmocka_unit_test(test_torn_tail_at_every_offset_is_cut),
         cmocka_unit_test(test_flipped_byte_in_a_middle_entry_is_corruption),
-        cmocka_unit_test(test_flipped_byte_in_the_last_entry_is_a_torn_tail),
+        cmocka_unit_test(test_flipped_byte_in_the_last_entry_is_refused),
+        cmocka_unit_test(test_cut_inside_the_first_entry_of_the_newest_file_is_refused),
         cmocka_unit_test(test_rotation_prune_and_replay_across_files),
         cmocka_unit_test(test_seq_gaps_and_misplaced_files_are_refused),
         cmocka_unit_test(test_open_refuses_inconsistent_next_seq),
