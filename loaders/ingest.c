@@ -14,7 +14,7 @@ static int ingest_one(void *ud, dt_record *rec, size_t line, dt_err *err)
 {
     ingest_ctx *c = ud;
     dt_err e2 = DT_ERR_INIT;
-    if (dt_engine_upsert(c->e, rec, &e2) < 0) {
+    if (dt_engine_check_upsert(c->e, &rec, 1, NULL, &e2) < 0 || dt_engine_upsert(c->e, rec, &e2) < 0) {
         if (e2.code == DT_ENOMEM) {
             *err = e2;
             return -DT_ENOMEM;

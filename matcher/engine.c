@@ -313,6 +313,14 @@ uint64_t dt_engine_epoch(const dt_engine *e, const char *tname)
     return t ? t->epoch : 0;
 }
 
+int dt_engine_set_epoch(dt_engine *e, const char *tname, uint64_t epoch, dt_err *err)
+{
+    tenant *t = get_tenant(e, tname, err);
+    if (!t) return err ? -err->code : -DT_ENOMEM;
+    t->epoch = epoch;
+    return 0;
+}
+
 const char *dt_engine_dense_kind(const dt_engine *e, const char *tname)
 {
     tenant *t = find_tenant(e, tname);
@@ -448,6 +456,119 @@ static int make_external(tenant *t, size_t d, dt_err *err)
     tenant_clear_lsa(t);
     t->kind = DENSE_EXTERNAL;
     return 0;
+}
+
+/* ---- the embedding contract ---- */
+
+/* What a tenant's next record must carry: EMB_ANY (the tenant has no live record: the first one
+ * decides), EMB_NONE (it ranks by its own vectors) or EMB_EXTERNAL (embeddings of dim values). */
+enum { EMB_ANY, EMB_NONE, EMB_EXTERNAL };
+
+static size_t tenant_live(const tenant *t)
+{
+    size_t n = 0;
+    for (int s = 0; s < 2; s++)
+        if (t->idx[s]) n += dt_index_count(t->idx[s]);
+    return n;
+}
+
+static int tenant_emb_rule(const tenant *t, size_t *dim, size_t *live)
+{
+    *dim = 0;
+    *live = t ? tenant_live(t) : 0;
+    if (t && t->kind == DENSE_EXTERNAL) {
+        *dim = dt_index_dim(t->idx[0] ? t->idx[0] : t->idx[1]);
+        return EMB_EXTERNAL;
+    }
+    return *live ? EMB_NONE : EMB_ANY;
+}
+
+static int emb_refuse(const dt_record *r, const char *tname, int rule, size_t dim, size_t live, bool in_batch,
+                      dt_err *err)
+{
+    if (rule == EMB_EXTERNAL && !r->embedding)
+        return dt_err_set(err, DT_EINVAL, "embedding",
+                          "required: tenant '%s' ranks by external embeddings of %zu values (%s), so every record "
+                          "carries one",
+                          tname, dim, in_batch ? "as the earlier records of this request do" : "all or none");
+    if (rule == EMB_EXTERNAL)
+        return dt_err_set(err, DT_EINVAL, "embedding", "has %zu values; tenant '%s' uses %zu (%s)", r->dim, tname,
+                          dim, in_batch ? "set by the earlier records of this request" : "every record the same length");
+    return dt_err_set(err, DT_EINVAL, "embedding",
+                      "not allowed: tenant '%s' ranks by Dovetail's own vectors (%s have no embedding); send all of "
+                      "a tenant's records with embeddings of one length, or none",
+                      tname, in_batch ? "earlier records of this request" : live == 1 ? "its stored record does" : "its stored records");
+}
+
+/* strict: the contract; otherwise only what dt_engine_upsert refuses (a record's embedding
+ * length differs from its external tenant's). */
+static int check_batch(const dt_engine *e, dt_record *const *recs, size_t n, bool strict, size_t *bad, dt_err *err)
+{
+    /* per tenant of the batch: the rule its next record must follow; a batch names one tenant in
+     * the daemon, so a short linear list is enough */
+    struct rule {
+        const char *name;
+        int rule;
+        size_t dim, live;
+        bool from_batch;
+    } small[4], *rules = small;
+    size_t nr = 0, cap = 4;
+    int rc = 0;
+    size_t i = 0;
+    for (; i < n; i++) {
+        const dt_record *r = recs[i];
+        if ((rc = dt_record_validate(r, err)) != 0) break;
+        const char *tname = tenant_name(r->tenant);
+        struct rule *ru = NULL;
+        for (size_t k = 0; k < nr; k++)
+            if (strcmp(rules[k].name, tname) == 0) ru = &rules[k];
+        if (!ru) {
+            if (strlen(tname) > DT_TENANT_MAX) {
+                rc = dt_err_set(err, DT_EINVAL, "tenant", "longer than %d bytes", DT_TENANT_MAX);
+                break;
+            }
+            if (nr == cap) {
+                struct rule *v = malloc(2 * cap * sizeof *v);
+                if (!v) {
+                    rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory checking a batch");
+                    break;
+                }
+                memcpy(v, rules, nr * sizeof *v);
+                if (rules != small) free(rules);
+                rules = v;
+                cap *= 2;
+            }
+            ru = &rules[nr++];
+            ru->name = tname;
+            ru->rule = tenant_emb_rule(find_tenant(e, tname), &ru->dim, &ru->live);
+            ru->from_batch = false;
+        }
+        if (ru->rule == EMB_ANY || (!strict && ru->rule == EMB_NONE && r->embedding)) {
+            /* the tenant's first record (or, stored, its first embedding) decides for the rest */
+            ru->rule = r->embedding ? EMB_EXTERNAL : EMB_NONE;
+            ru->dim = r->embedding ? r->dim : 0;
+            ru->from_batch = true;
+            continue;
+        }
+        bool ok = ru->rule == EMB_NONE ? !r->embedding : r->embedding ? r->dim == ru->dim : !strict;
+        if (!ok) {
+            rc = emb_refuse(r, tname, ru->rule, ru->dim, ru->live, ru->from_batch, err);
+            break;
+        }
+    }
+    if (rules != small) free(rules);
+    if (bad) *bad = rc ? i : n;
+    return rc;
+}
+
+int dt_engine_check_upsert(const dt_engine *e, dt_record *const *recs, size_t n, size_t *bad, dt_err *err)
+{
+    return check_batch(e, recs, n, true, bad, err);
+}
+
+int dt_engine_check_stored(const dt_engine *e, dt_record *const *recs, size_t n, size_t *bad, dt_err *err)
+{
+    return check_batch(e, recs, n, false, bad, err);
 }
 
 int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err)

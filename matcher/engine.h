@@ -78,6 +78,16 @@ const char *const *dt_engine_cluster(const dt_engine *e, const char *name, size_
  * the tenant's current basis (zero until the first dt_engine_build) or its own embedding. */
 int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err);
 int dt_engine_delete(dt_engine *e, const char *tenant, dt_side side, const char *id, dt_err *err);
+/* Checks, without changing anything, that recs[0..n) could all be upserted in this order: each
+ * passes dt_record_validate, and every tenant keeps the embedding contract - all of its records
+ * carry an embedding of one length, or none does (a tenant without live records takes the form
+ * of its first record). dt_engine_upsert itself checks only what stored data must pass (so a data
+ * directory written before the contract was enforced still loads); every path that takes new
+ * records calls this first. On failure *bad (may be NULL) is the index of the first refused record
+ * and err names its field; -DT_EINVAL, or -DT_ENOMEM. */
+int dt_engine_check_upsert(const dt_engine *e, dt_record *const *recs, size_t n, size_t *bad, dt_err *err);
+/* The same check with only the rules dt_engine_upsert enforces (stored data: journal replay). */
+int dt_engine_check_stored(const dt_engine *e, dt_record *const *recs, size_t n, size_t *bad, dt_err *err);
 const dt_record *dt_engine_get(const dt_engine *e, const char *tenant, dt_side side, const char *id);
 /* The tenant's index of one side, or NULL when the tenant has none yet. */
 dt_index *dt_engine_index(const dt_engine *e, const char *tenant, dt_side side);
@@ -85,6 +95,9 @@ dt_index *dt_engine_index(const dt_engine *e, const char *tenant, dt_side side);
 const char *const *dt_engine_tenants(const dt_engine *e, size_t *n);
 /* Per-tenant write counter: bumped by every upsert, delete and build of that tenant (cache keys). */
 uint64_t dt_engine_epoch(const dt_engine *e, const char *tenant);
+/* Restores a tenant's epoch from a snapshot (creates the tenant when it has none yet), so epochs
+ * never go backwards across a restart. */
+int dt_engine_set_epoch(dt_engine *e, const char *tenant, uint64_t epoch, dt_err *err);
 /* "lsa", "external" or "none" (no dense part yet) for a tenant. */
 const char *dt_engine_dense_kind(const dt_engine *e, const char *tenant);
 

@@ -15,6 +15,8 @@
  *                rebuilds the same store)
  *   DT_S_SERVED  str tenant, u32 count, count x (u8 side, str id, u64 matches served); after every
  *                DT_S_OUTCOMES section
+ *   DT_S_EPOCHS  u32 count, count x (str tenant, u64 index epoch): after every tenant's records,
+ *                so a restart continues each tenant's epoch where it was (older snapshots have none)
  */
 #include "durable.h"
 
@@ -92,6 +94,8 @@ typedef struct apply_ctx {
     dt_engine *e;
     dt_outcome_store *os;
     bool dense;
+    bool quiet;       /* no warnings on stderr */
+    uint64_t skipped; /* journal entries of refused requests (written by older versions) */
 } apply_ctx;
 
 /* str tenant, u32 count, count events, each added to the store. */
@@ -170,16 +174,66 @@ static int apply_records(dt_engine *e, dt_codec_reader *rd, const char *what, dt
     return rc ? rc : dt_codec_reader_end(rd, what, err);
 }
 
+/* A journal's upsert entry: all of its records, or - when the engine refuses one of them - none.
+ * Requests are checked whole before they are journaled, so an acknowledged entry always applies;
+ * an entry the engine refuses was written by an older Dovetail that journaled before checking and
+ * answered the request with an error: it is skipped, as the request promised. */
+static int apply_upsert_entry(apply_ctx *ax, dt_codec_reader *rd, const char *what, dt_err *err)
+{
+    uint32_t n;
+    int rc = dt_codec_get_count(rd, &n, MAX_IDS, 8, "count", err);
+    if (rc) return rc;
+    dt_record *recs = calloc(n ? n : 1, sizeof *recs);
+    dt_record **ptrs = malloc((n ? n : 1) * sizeof *ptrs);
+    if (!recs || !ptrs) {
+        free(recs);
+        free(ptrs);
+        return dt_err_set(err, DT_ENOMEM, NULL, "%s: out of memory", what);
+    }
+    uint32_t total = n;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        rc = dt_codec_get_record(rd, &recs[i], err);
+        ptrs[i] = &recs[i];
+    }
+    if (!rc) rc = dt_codec_reader_end(rd, what, err);
+    size_t bad = 0;
+    dt_err why = DT_ERR_INIT;
+    if (!rc && dt_engine_check_stored(ax->e, ptrs, n, &bad, &why) < 0) {
+        if (why.code == DT_ENOMEM) {
+            *err = why;
+            rc = -DT_ENOMEM;
+        } else {
+            ax->skipped++;
+            if (!ax->quiet)
+                fprintf(stderr,
+                        "dovetaild: %s skipped: its record %zu ('%.128s') is refused (%s: %s), so the request "
+                        "was answered with an error and stored nothing\n",
+                        what, bad, recs[bad].id ? recs[bad].id : "", why.field, why.msg);
+            n = 0;
+        }
+    }
+    for (uint32_t i = 0; !rc && i < n; i++)
+        if ((rc = dt_engine_upsert(ax->e, &recs[i], err)) != 0) {
+            char m[200];
+            snprintf(m, sizeof m, "%s: stored record '%.128s' refused: ", what, recs[i].id ? recs[i].id : "");
+            rc = err_prefix(err, rc == -DT_ENOMEM ? DT_ENOMEM : DT_ECORRUPT, m);
+        }
+    for (uint32_t i = 0; i < total; i++) dt_record_free(&recs[i]);
+    free(recs);
+    free(ptrs);
+    return rc;
+}
+
 static int apply_entry(void *ud, uint8_t type, const uint8_t *p, size_t len, uint64_t seq, dt_err *err)
 {
-    const apply_ctx *ax = ud;
+    apply_ctx *ax = ud;
     dt_engine *e = ax->e;
     dt_codec_reader rd;
     dt_codec_reader_init(&rd, p, len);
     char what[64];
     snprintf(what, sizeof what, "journal entry %llu", (unsigned long long)seq);
     switch (type) {
-    case DT_J_UPSERT: return apply_records(e, &rd, what, err);
+    case DT_J_UPSERT: return apply_upsert_entry(ax, &rd, what, err);
     case DT_J_DELETE: {
         char *tenant = NULL;
         uint8_t side;
@@ -210,6 +264,22 @@ static int apply_entry(void *ud, uint8_t type, const uint8_t *p, size_t len, uin
     return dt_err_set(err, DT_ECORRUPT, NULL, "%s: unknown entry type %u", what, type);
 }
 
+/* u32 count, count x (str tenant, u64 epoch). */
+static int apply_epochs(dt_engine *e, dt_codec_reader *rd, dt_err *err)
+{
+    uint32_t n = 0;
+    int rc = dt_codec_get_count(rd, &n, MAX_IDS, 9, "count", err);
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        char *tenant = NULL;
+        uint64_t epoch = 0;
+        rc = dt_codec_get_str(rd, &tenant, DT_TENANT_MAX, "tenant", err);
+        if (!rc) rc = dt_codec_get_u64(rd, &epoch, "epoch", err);
+        if (!rc) rc = dt_engine_set_epoch(e, tenant, epoch, err);
+        free(tenant);
+    }
+    return rc ? rc : dt_codec_reader_end(rd, "snapshot epochs", err);
+}
+
 static int apply_section(void *ud, uint8_t type, const uint8_t *p, size_t len, dt_err *err)
 {
     const apply_ctx *ax = ud;
@@ -219,6 +289,7 @@ static int apply_section(void *ud, uint8_t type, const uint8_t *p, size_t len, d
     if (type == DT_S_RECORDS) return apply_records(e, &rd, "snapshot records", err);
     if (type == DT_S_OUTCOMES) return apply_outcomes(ax->os, &rd, "snapshot outcomes", err);
     if (type == DT_S_SERVED) return apply_served(ax->os, &rd, "snapshot served counts", err);
+    if (type == DT_S_EPOCHS) return apply_epochs(e, &rd, err);
     if (type != DT_S_BASIS) return dt_err_set(err, DT_ECORRUPT, NULL, "snapshot: unknown section type %u", type);
     if (!ax->dense) return 0;
     char *tenant = NULL;
@@ -460,6 +531,15 @@ static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
             }
         }
     }
+    if (!rc) {
+        dt_codec_buf_reset(&b);
+        dt_codec_put_u32(&b, (uint32_t)nt);
+        for (size_t t = 0; t < nt; t++) {
+            dt_codec_put_str(&b, names[t]);
+            dt_codec_put_u64(&b, dt_engine_epoch(d->e, names[t]));
+        }
+        if ((rc = dt_codec_buf_check(&b, err)) == 0) rc = dt_snapshot_put(w, DT_S_EPOCHS, b.data, b.len, err);
+    }
     dt_codec_buf_fini(&b);
     if (!rc && d->os) rc = write_outcomes(d, w, err);
     return rc;
@@ -555,7 +635,7 @@ dt_durable *dt_durable_open(dt_engine *e, dt_outcome_store *os, pthread_rwlock_t
     uint64_t snap_seq = 0;
     dt_snapshot_report sr;
     memset(&sr, 0, sizeof sr);
-    apply_ctx ax = {e, os, true};
+    apply_ctx ax = {e, os, true, o->quiet, 0};
     int rc = dt_snapshot_load_latest(d->dir, apply_section, &ax, &snap_seq, &sr, err);
     for (size_t i = 0; i < sr.n_rejected && i < DT_SNAPSHOT_REJECTED_MAX; i++)
         fprintf(stderr, "dovetaild: WARNING: snapshot %s (seq %llu) is damaged and was not loaded: %s\n",
@@ -573,8 +653,9 @@ dt_durable *dt_durable_open(dt_engine *e, dt_outcome_store *os, pthread_rwlock_t
                 (unsigned long long)jr.torn_bytes, (unsigned long long)jr.torn_offset, jr.torn_reason,
                 jr.truncated ? "truncated: it was never acknowledged" : "left in place");
     if (rc < 0) goto fail;
-    logf_(d, "replayed %llu journal entries after seq %llu in %.2f s; next seq %llu", (unsigned long long)jr.entries,
-          (unsigned long long)snap_seq, now_s() - t1, (unsigned long long)jr.last_seq + 1);
+    logf_(d, "replayed %llu journal entries after seq %llu in %.2f s (%llu of refused requests skipped); next seq %llu",
+          (unsigned long long)jr.entries, (unsigned long long)snap_seq, now_s() - t1, (unsigned long long)ax.skipped,
+          (unsigned long long)jr.last_seq + 1);
     d->j = dt_journal_open(d->dir, o->policy, jr.last_seq + 1, err);
     if (!d->j) goto fail;
     if (pthread_create(&d->thread, NULL, snapshot_thread, d) != 0) {
@@ -640,7 +721,7 @@ static int load_once(const char *dir, const dt_engine_opts *eo, dt_engine **e, d
     *e = dt_engine_new(eo, err);
     *os = *e ? dt_outcome_store_new(err) : NULL;
     if (!*os) return -DT_ENOMEM;
-    apply_ctx ax = {*e, *os, false};
+    apply_ctx ax = {*e, *os, false, true, 0};
     uint64_t snap_seq = 0;
     dt_snapshot_report sr;
     memset(&sr, 0, sizeof sr);

@@ -447,22 +447,26 @@ static void run_upsert(dt_call *c)
     size_t plen = 0;
     uint64_t seq = 0;
     dt_err err = DT_ERR_INIT;
-    if (ok == n && s->durable) {
-        dt_record **ptrs = malloc((n ? n : 1) * sizeof *ptrs);
-        for (size_t i = 0; ptrs && i < n; i++) ptrs[i] = &recs[i];
-        if (!ptrs || dt_durable_encode_upsert(ptrs, n, &payload, &plen, &err) < 0) {
-            c->code = TW_INTERNAL;
-            dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory encoding the journal entry");
-            ok = 0;
-        }
-        free(ptrs);
+    dt_record **ptrs = ok == n ? malloc((n ? n : 1) * sizeof *ptrs) : NULL;
+    for (size_t i = 0; ptrs && i < n; i++) ptrs[i] = &recs[i];
+    if (ok == n && (!ptrs || (s->durable && dt_durable_encode_upsert(ptrs, n, &payload, &plen, &err) < 0))) {
+        c->code = TW_INTERNAL;
+        dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory encoding the journal entry");
+        ok = 0;
     }
     if (ok == n) {
         pthread_rwlock_wrlock(&s->lock);
         fold_locked(s);
-        size_t done = 0;
-        /* journal first, then memory: a write the journal refuses changes nothing */
-        if (s->durable && dt_durable_append(s->durable, DT_J_UPSERT, payload, plen, &seq, &err) < 0) {
+        size_t done = 0, bad = 0;
+        /* the whole batch against the state it applies to (under the same lock), then the journal,
+         * then memory: a refused request changes nothing, in memory or on disk, and a replay never
+         * meets an entry the engine refuses */
+        if (dt_engine_check_upsert(s->engine, ptrs, n, &bad, &err) < 0) {
+            char field[64];
+            snprintf(field, sizeof field, "records[%zu]%s%.30s", bad, err.field[0] ? "." : "", err.field);
+            snprintf(err.field, sizeof err.field, "%s", field);
+            engine_error(c, &err);
+        } else if (s->durable && dt_durable_append(s->durable, DT_J_UPSERT, payload, plen, &seq, &err) < 0) {
             c->code = TW_INTERNAL;
             dt_err_set(&c->err, DT_EIO, NULL, "the write could not be journaled (%.180s); nothing was stored", err.msg);
         } else {
@@ -473,7 +477,7 @@ static void run_upsert(dt_call *c)
             char field[64];
             snprintf(field, sizeof field, "records[%zu]%s%.30s", done, err.field[0] ? "." : "", err.field);
             snprintf(err.field, sizeof err.field, "%s", field);
-            engine_error(c, &err); /* validated already, so this is memory: earlier records stay */
+            engine_error(c, &err); /* checked already, so this is memory: earlier records stay */
         } else if (done == n) {
             /* re-learn the tenant's basis once it has doubled since the last time; the marker lets
              * a replay re-learn it at the same point (a lost marker only changes the basis) */
@@ -497,6 +501,7 @@ static void run_upsert(dt_call *c)
     }
     for (size_t i = 0; i < n; i++) dt_record_free(&recs[i]);
     free(recs);
+    free(ptrs);
     free(payload);
 }
 

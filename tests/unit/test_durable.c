@@ -360,7 +360,7 @@ static void test_directory_without_outcomes_loads(void **unused)
     types_seen ts = {0};
     uint64_t seq;
     assert_int_equal(dt_snapshot_load_latest(st.dir, see_type, &ts, &seq, NULL, &err), 0);
-    assert_int_equal(ts.mask, 1u << DT_S_RECORDS);
+    assert_int_equal(ts.mask, 1u << DT_S_RECORDS | 1u << DT_S_EPOCHS);
     open_state(&st);
     size_t nt;
     dt_outcome_tenants(st.os, &nt);
@@ -442,6 +442,80 @@ static void test_damaged_outcome_entries_are_refused_with_clear_errors(void **un
     outcome_head(&b, "t", 0);
     dt_codec_put_u8(&b, 0);
     expect_entry_refused(DT_J_OUTCOMES, &b, "trailing");
+}
+
+static void emb_record(dt_record *r, const char *id, const char *title, size_t dim)
+{
+    dt_record_init(r);
+    r->tenant = strdup("e");
+    r->id = strdup(id);
+    r->title = strdup(title);
+    r->text = strdup("solid-state electrolyte");
+    r->side = DT_ACHIEVEMENT;
+    r->embedding = calloc(dim, sizeof *r->embedding);
+    r->embedding[dim - 1] = 1;
+    r->dim = dim;
+}
+
+/* A journal written by a version that journaled before checking: the entry of a refused batch (a
+ * good record, then one whose embedding has the wrong length) must neither stop start-up nor be
+ * half-applied: it is skipped whole. */
+static void test_entry_of_a_refused_batch_is_skipped_whole(void **unused)
+{
+    (void)unused;
+    char *dir = make_dir();
+    dt_err err = DT_ERR_INIT;
+    dt_journal *j = dt_journal_open(dir, DT_FSYNC_NO, 1, &err);
+    assert_non_null(j);
+    dt_record r[3];
+    emb_record(&r[0], "a", "ORIGINAL", 3);
+    emb_record(&r[1], "a", "CHANGED", 3);
+    emb_record(&r[2], "r1", "wrong length", 2);
+    dt_record *first[] = {&r[0]}, *refused[] = {&r[1], &r[2]};
+    uint8_t *p;
+    size_t len;
+    assert_int_equal(dt_durable_encode_upsert(first, 1, &p, &len, &err), 0);
+    assert_int_equal(dt_journal_append(j, DT_J_UPSERT, p, len, NULL, &err), 0);
+    free(p);
+    assert_int_equal(dt_durable_encode_upsert(refused, 2, &p, &len, &err), 0);
+    assert_int_equal(dt_journal_append(j, DT_J_UPSERT, p, len, NULL, &err), 0);
+    free(p);
+    dt_journal_close(j);
+    for (int i = 0; i < 3; i++) dt_record_free(&r[i]);
+    state st;
+    memset(&st, 0, sizeof st);
+    st.dir = dir;
+    open_state(&st);
+    const dt_record *a = dt_engine_get(st.e, "e", DT_ACHIEVEMENT, "a");
+    assert_non_null(a);
+    assert_string_equal(a->title, "ORIGINAL");
+    assert_null(dt_engine_get(st.e, "e", DT_ACHIEVEMENT, "r1"));
+    close_state(&st);
+    remove_dir(dir);
+}
+
+/* The epoch a snapshot was taken at comes back, and the journal after it continues it. */
+static void test_epochs_survive_restarts(void **unused)
+{
+    (void)unused;
+    state st;
+    memset(&st, 0, sizeof st);
+    st.dir = make_dir();
+    open_state(&st);
+    put_records(&st, "t", 4);
+    put_records(&st, "t", 4); /* the same ids again: more writes than records */
+    uint64_t e1 = dt_engine_epoch(st.e, "t");
+    assert_int_equal(e1, 16); /* one per upserted record: 8 live records */
+    dt_err err = DT_ERR_INIT;
+    assert_int_equal(dt_durable_snapshot(st.d, &err), 0);
+    put_records(&st, "t", 2);
+    uint64_t e2 = dt_engine_epoch(st.e, "t");
+    assert_true(e2 > e1);
+    close_state(&st);
+    open_state(&st);
+    assert_int_equal(dt_engine_epoch(st.e, "t"), e2);
+    close_state(&st);
+    remove_dir(st.dir);
 }
 
 /* Writes a snapshot with one section into a fresh directory and expects start-up to refuse it. */
@@ -600,6 +674,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_outcomes_and_served_counts_survive_restarts),
         cmocka_unit_test(test_directory_without_outcomes_loads),
+        cmocka_unit_test(test_entry_of_a_refused_batch_is_skipped_whole),
+        cmocka_unit_test(test_epochs_survive_restarts),
         cmocka_unit_test(test_damaged_outcome_entries_are_refused_with_clear_errors),
         cmocka_unit_test(test_damaged_outcome_sections_are_refused),
         cmocka_unit_test(test_readonly_load),
