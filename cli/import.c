@@ -97,7 +97,7 @@ int cmd_import(int argc, char **argv)
     }
     pthread_rwlock_t lock;
     pthread_rwlock_init(&lock, NULL);
-    dt_durable_opts o = {dir, DT_FSYNC_ALWAYS, (size_t)1 << 62, false, NULL, NULL};
+    dt_durable_opts o = {dir, DT_FSYNC_ALWAYS, (size_t)1 << 62, false, NULL, NULL, NULL};
     dt_durable *d = dt_durable_open(e, os, &lock, &o, &err);
     int status = 0;
     if (!d) {

@@ -551,14 +551,21 @@ int dt_durable_snapshot(dt_durable *d, dt_err *err)
     if (d->o.before_snapshot) d->o.before_snapshot(d->o.before_snapshot_ud);
     double t0 = now_s();
     dt_snapshot_writer *w = NULL;
-    pthread_rwlock_rdlock(d->lock); /* writers wait: the state is exactly the journal up to seq */
+    /* writers wait (searches too, without a commit mutex): the state is exactly the journal up to seq */
+    if (d->o.commit)
+        pthread_mutex_lock(d->o.commit);
+    else
+        pthread_rwlock_rdlock(d->lock);
     dt_journal_stats js;
     dt_journal_stats_get(d->j, &js);
     uint64_t seq = js.next_seq - 1;
     int rc = dt_journal_rotate(d->j, err);
     if (!rc) rc = dt_snapshot_begin(d->dir, seq, &w, err);
     if (!rc) rc = write_state(d, w, err);
-    pthread_rwlock_unlock(d->lock);
+    if (d->o.commit)
+        pthread_mutex_unlock(d->o.commit);
+    else
+        pthread_rwlock_unlock(d->lock);
     if (!rc) {
         rc = dt_snapshot_commit(w, err);
         w = NULL;

@@ -38,6 +38,11 @@ typedef struct dt_durable_opts {
      * copied: dovetaild folds its pending served counts into the store here */
     void (*before_snapshot)(void *ud);
     void *before_snapshot_ud;
+    /* NULL, or the mutex every writer holds around its write lock (taken first): a snapshot then
+     * holds this alone while it serialises the state - writers wait, searches under the read lock
+     * go on - instead of holding the engine lock as a reader, which would also stop every search
+     * queued behind a waiting writer. */
+    pthread_mutex_t *commit;
 } dt_durable_opts;
 
 typedef struct dt_durable_stats {

@@ -145,7 +145,7 @@ static void job_lock(void *ud, bool exclusive)
     job *jb = ud;
     dt_server *s = jb->owner->srv;
     if (exclusive) {
-        pthread_rwlock_wrlock(&s->lock);
+        dt_rpc_write_lock(s);
         jb->epoch_before = dt_engine_epoch(s->engine, jb->tenant);
     } else {
         pthread_rwlock_rdlock(&s->lock);
@@ -165,7 +165,7 @@ static void job_unlock(void *ud, bool exclusive)
     uint64_t epoch = dt_rpc_tenant_epoch(s, jb->tenant), seq = 0;
     bool built = dt_engine_epoch(s->engine, jb->tenant) != jb->epoch_before;
     if (built && s->durable) dt_durable_log_build(s->durable, jb->tenant, &seq, NULL);
-    pthread_rwlock_unlock(&s->lock);
+    dt_rpc_write_unlock(s);
     if (seq) dt_durable_sync(s->durable, seq, NULL);
     if (built) hand_epoch(jb, epoch);
 }

@@ -174,7 +174,7 @@ static int load_data(dt_server *s)
     dt_err err = DT_ERR_INIT;
     if (cfg->data_dir) {
         dt_durable_opts d = {cfg->data_dir, DT_FSYNC_ALWAYS, cfg->snapshot_every_mb << 20, cfg->quiet,
-                             fold_before_snapshot, s};
+                             fold_before_snapshot, s, &s->commit};
         if (dt_fsync_policy_parse(cfg->fsync, &d.policy, &err) < 0) {
             fprintf(stderr, "dovetaild: --fsync: %s\n", err.msg);
             return -1;
@@ -445,6 +445,7 @@ int main(int argc, char **argv)
     pthread_rwlockattr_init(&ra);
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&srv.lock, &ra);
+    pthread_mutex_init(&srv.commit, NULL);
     pthread_rwlockattr_destroy(&ra);
     dt_metrics_init(&srv.metrics);
     for (unsigned i = 0; i < DT_M_COUNT; i++) srv.metrics.method_names[i] = dt_method_names[i];
@@ -600,6 +601,7 @@ out:
     dt_outcome_store_free(srv.outcomes);
     dt_engine_free(srv.engine);
     pthread_rwlock_destroy(&srv.lock);
+    pthread_mutex_destroy(&srv.commit);
     free(srv.epochs);
     free(srv.metrics_sizes);
     return status;

@@ -63,12 +63,24 @@ static void fold_locked(dt_server *s)
         fprintf(stderr, "dovetaild: matches served not counted yet: %s\n", err.msg);
 }
 
+void dt_rpc_write_lock(dt_server *s)
+{
+    pthread_mutex_lock(&s->commit);
+    pthread_rwlock_wrlock(&s->lock);
+}
+
+void dt_rpc_write_unlock(dt_server *s)
+{
+    pthread_rwlock_unlock(&s->lock);
+    pthread_mutex_unlock(&s->commit);
+}
+
 void dt_rpc_fold_served(dt_server *s)
 {
     if (!s->served || !dt_served_pending(s->served)) return;
-    pthread_rwlock_wrlock(&s->lock);
+    dt_rpc_write_lock(s);
     fold_locked(s);
-    pthread_rwlock_unlock(&s->lock);
+    dt_rpc_write_unlock(s);
 }
 
 static int vfail(dt_call *c, dt_twirp_code code, int dt_code, const char *field, const char *fmt, va_list ap)
@@ -455,7 +467,7 @@ static void run_upsert(dt_call *c)
         ok = 0;
     }
     if (ok == n) {
-        pthread_rwlock_wrlock(&s->lock);
+        dt_rpc_write_lock(s);
         fold_locked(s);
         size_t done = 0, bad = 0;
         /* the whole batch against the state it applies to (under the same lock), then the journal,
@@ -486,7 +498,7 @@ static void run_upsert(dt_call *c)
                 dt_durable_log_build(s->durable, c->tenant, &seq, NULL);
         }
         c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
-        pthread_rwlock_unlock(&s->lock);
+        dt_rpc_write_unlock(s);
         if (done == n && seq && dt_durable_sync(s->durable, seq, &err) < 0) {
             c->code = TW_INTERNAL;
             dt_err_set(&c->err, DT_EIO, NULL, "the write could not be made durable (%.180s); not acknowledged", err.msg);
@@ -521,7 +533,7 @@ static void run_delete(dt_call *c)
     uint64_t seq = 0;
     dt_err err = DT_ERR_INIT;
     bool durable_ok = true;
-    pthread_rwlock_wrlock(&s->lock);
+    dt_rpc_write_lock(s);
     fold_locked(s);
     /* journal first, then memory (replaying a delete of an absent id is harmless) */
     if (rq->n_ids && s->durable &&
@@ -534,7 +546,7 @@ static void run_delete(dt_call *c)
             missing[nm++] = rq->ids[i];
     }
     c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
-    pthread_rwlock_unlock(&s->lock);
+    dt_rpc_write_unlock(s);
     if (durable_ok && seq && dt_durable_sync(s->durable, seq, &err) < 0) durable_ok = false;
     if (!durable_ok) {
         free(missing);
@@ -751,7 +763,7 @@ static void run_record_outcome(dt_call *c)
         dt_err_set(&c->err, err.code, NULL, "cannot encode the journal entry: %.200s", err.msg);
         return;
     }
-    pthread_rwlock_wrlock(&s->lock);
+    dt_rpc_write_lock(s);
     fold_locked(s);
     size_t done = 0;
     /* every id first, under the lock the events are applied under: all or nothing */
@@ -782,7 +794,7 @@ static void run_record_outcome(dt_call *c)
     }
     c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
     uint64_t total = dt_outcome_count(s->outcomes, c->tenant);
-    pthread_rwlock_unlock(&s->lock);
+    dt_rpc_write_unlock(s);
     if (c->code == TW_OK && seq && dt_durable_sync(s->durable, seq, &err) < 0) {
         c->code = TW_INTERNAL;
         dt_err_set(&c->err, DT_EIO, NULL, "the outcomes could not be made durable (%.180s); not acknowledged",

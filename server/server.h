@@ -129,6 +129,9 @@ typedef struct dt_server {
     dt_outcome_store *outcomes; /* outcome events and served counts, guarded by lock like the engine */
     dt_served *served;          /* served counts noted by Match, not yet folded into outcomes */
     pthread_rwlock_t lock;      /* engine and outcomes: writers exclusive, searches shared */
+    /* One writer at a time, taken before lock (dt_rpc_write_lock): a snapshot holds it alone while
+     * it serialises the state, so writes wait for the snapshot but searches never do. */
+    pthread_mutex_t commit;
     dt_pool *pool;
     dt_cache *cache;
     dt_metrics metrics;
@@ -237,6 +240,10 @@ uint64_t dt_rpc_tenant_epoch(const dt_server *s, const char *tenant);
 /* Moves the served counts Match noted into s->outcomes, taking the write lock when there are any.
  * The caller holds no lock. */
 void dt_rpc_fold_served(dt_server *s);
+/* Every change of the engine or the outcome store happens between these two: s->commit, then
+ * s->lock as a writer (and the reverse). */
+void dt_rpc_write_lock(dt_server *s);
+void dt_rpc_write_unlock(dt_server *s);
 
 /* ---- rpc_event.c: PairEvent, and the latest schedule page per (tenant, event id) ---- */
 typedef struct dt_event_store dt_event_store;

@@ -95,7 +95,7 @@ static void open_state(state *st)
     assert_non_null(st->e);
     assert_non_null(st->os);
     pthread_rwlock_init(&st->lock, NULL);
-    dt_durable_opts o = {st->dir, DT_FSYNC_NO, (size_t)1 << 40, true, hook, st};
+    dt_durable_opts o = {st->dir, DT_FSYNC_NO, (size_t)1 << 40, true, hook, st, NULL};
     st->d = dt_durable_open(st->e, st->os, &st->lock, &o, &err);
     if (!st->d) fail_msg("open %s: %s: %s", st->dir, err.field, err.msg);
 }
@@ -389,7 +389,7 @@ static void expect_entry_refused(uint8_t type, dt_codec_buf *b, const char *need
     st.e = dt_engine_new(NULL, &err);
     st.os = dt_outcome_store_new(&err);
     pthread_rwlock_init(&st.lock, NULL);
-    dt_durable_opts o = {dir, DT_FSYNC_NO, (size_t)1 << 40, true, NULL, NULL};
+    dt_durable_opts o = {dir, DT_FSYNC_NO, (size_t)1 << 40, true, NULL, NULL, NULL};
     dt_durable *d = dt_durable_open(st.e, st.os, &st.lock, &o, &err);
     assert_null(d);
     assert_int_equal(err.code, DT_ECORRUPT);
