@@ -248,8 +248,10 @@ static void submit(dt_call *c)
     c->job.batchable = c->method_index == DT_M_MATCH;
     /* one flow per tenant: a tenant's flood queues behind itself (pool.h) */
     c->job.flow = XXH3_64bits(c->tenant, strlen(c->tenant));
+    /* writes wait for each other (and for a snapshot) on the commit mutex: as heavy jobs they never
+     * hold more than workers - 1 workers, so one worker is always left for Match */
     c->job.heavy = c->method_index == DT_M_UPSERT_RECORDS || c->method_index == DT_M_DELETE_RECORDS ||
-                   c->method_index == DT_M_PAIR_EVENT;
+                   c->method_index == DT_M_RECORD_OUTCOME || c->method_index == DT_M_PAIR_EVENT;
     if (s->stopping || !s->pool) {
         fail(c, TW_UNAVAILABLE, NULL, "%s", "the server is shutting down; retry on another replica");
         dt_call_release(c);

@@ -123,13 +123,27 @@ static bool runnable(const dt_pool *p, const dt_job *j)
     return !j->heavy || p->heavy_running < p->heavy_max;
 }
 
+/* f's first queued job that may run now (NULL: none); *prev (may be NULL) gets its predecessor.
+ * A heavy job waiting for the heavy share does not hold up the light jobs queued behind it in its
+ * flow: a Match is never queued behind a write that waits (for instance for a snapshot). */
+static dt_job *first_runnable(const dt_pool *p, const flow *f, dt_job **prev)
+{
+    dt_job *pv = NULL;
+    for (dt_job *j = f->head; j; pv = j, j = j->next)
+        if (runnable(p, j)) {
+            if (prev) *prev = pv;
+            return j;
+        }
+    return NULL;
+}
+
 /* The flow to serve next: fewest running jobs, then least recently served, among the flows
- * whose first queued job may run now. NULL when none may. */
+ * with a queued job that may run now. NULL when none may. */
 static flow *pick(const dt_pool *p)
 {
     flow *best = NULL;
     for (flow *f = p->active_head; f; f = f->next) {
-        if (!runnable(p, f->head)) continue;
+        if (!first_runnable(p, f, NULL)) continue;
         if (!best || f->running < best->running || (f->running == best->running && f->served < best->served))
             best = f;
     }
@@ -152,13 +166,13 @@ static void take_job(dt_pool *p, flow *f, dt_job *prev, dt_job *j)
     if (!f->head) active_remove(p, f);
 }
 
-/* Takes f's first job and, when it is batchable, batchable jobs of every flow: one per flow per
+/* Takes f's first runnable job and, when it is batchable, batchable jobs of every flow: one per flow per
  * round (f sitting out the first), in the order the flows became active, until cap or none is
  * left. */
 static size_t take(dt_pool *p, flow *f, dt_job **batch, size_t cap)
 {
-    dt_job *j = f->head;
-    take_job(p, f, NULL, j);
+    dt_job *prev = NULL, *j = first_runnable(p, f, &prev);
+    take_job(p, f, prev, j);
     batch[0] = j;
     size_t n = 1;
     if (!j->batchable) return 1;
@@ -211,7 +225,8 @@ static void *worker(void *arg)
         flow *f = NULL;
         while (!p->stopping && !(f = pick(p))) pthread_cond_wait(&p->cv, &p->mu);
         if (p->stopping) break;
-        if (!waited && f->head->batchable && p->o.batch_window_us > 0 && p->queued < p->o.max_batch) {
+        if (!waited && first_runnable(p, f, NULL)->batchable && p->o.batch_window_us > 0 &&
+            p->queued < p->o.max_batch) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += (long)p->o.batch_window_us * 1000;

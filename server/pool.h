@@ -9,7 +9,8 @@
  * served least recently, so a flow that floods the pool waits behind its own jobs, not in front of
  * other flows' work: another flow's job waits for at most one job of each busier flow. Heavy jobs
  * (writes, event planning) run on at most workers - 1 workers at once (1 with a single worker), so
- * with two or more workers one always stays free for light jobs such as Match.
+ * with two or more workers one always stays free for light jobs such as Match; a heavy job that
+ * waits for that share does not hold up the light jobs queued behind it in its flow.
  * Micro-batching: a worker that takes a batchable job also takes batchable jobs queued behind it,
  * one per flow in turn (up to max_batch), and runs them together, so concurrent Match requests
  * share one GEMM; with a batch window > 0 it first waits that long for more to arrive.

@@ -248,6 +248,39 @@ static void test_heavy_share(void **state)
     event_base_free(b);
 }
 
+/* A light job queued behind a heavy one that waits for the heavy share, in the same flow, runs at
+ * once: a Match of a tenant is never held up by that tenant's queued write. */
+static void test_light_job_passes_waiting_heavy_in_its_flow(void **state)
+{
+    (void)state;
+    reset();
+    struct event_base *b = event_base_new();
+    dt_pool *p = start(b, 2, 100, 1);
+    tjob t[3];
+    mk(&t[0], "h1", 7)->gate = true;
+    t[0].job.heavy = true;
+    dt_pool_submit(p, &t[0].job);
+    wait_gates(1);
+    mk(&t[1], "h2", 7)->job.heavy = true;
+    dt_pool_submit(p, &t[1].job);
+    mk(&t[2], "l", 7);
+    dt_pool_submit(p, &t[2].job);
+    for (int i = 0; i < 20000 && n_done < 1; i++) {
+        event_base_loop(b, EVLOOP_NONBLOCK);
+        struct timespec ts = {0, 250000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(n_done, 1);
+    assert_true(t[2].done);
+    assert_false(t[1].done);
+    open_gates();
+    pump_until(b, 3);
+    assert_int_equal(heavy_peak, 1);
+    assert_string_equal(run_log, "h1 l h2");
+    dt_pool_free(p);
+    event_base_free(b);
+}
+
 /* With one worker heavy jobs still run (the share is at least one worker). */
 static void test_heavy_single_worker(void **state)
 {
@@ -367,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_flood_does_not_sit_in_front),
         cmocka_unit_test(test_three_flows_round_robin),
         cmocka_unit_test(test_heavy_share),
+        cmocka_unit_test(test_light_job_passes_waiting_heavy_in_its_flow),
         cmocka_unit_test(test_heavy_single_worker),
         cmocka_unit_test(test_batch_across_flows),
         cmocka_unit_test(test_queue_limit_and_shutdown),
