@@ -7,13 +7,15 @@ directory, --fsync always and a snapshot every SNAP_MB of journal, then:
   phase 1 (READ_SECONDS, 30):  READERS (4) threads send Match in a closed loop, alone;
   phase 2 (WRITE_SECONDS, 60): the same readers, while one writer upserts 200-record batches as
                                fast as it can, a second records outcome events, and one LSA
-                               re-learn runs (StartRerank relearn=true, k=1, demand side).
+                               re-learn runs (a StartRerank job, cancelled once its re-learn is
+                               over: its ranking is a batch job's CPU, not a stall).
 
 Prints p50 / p99 / p99.9 / max of Match and Matches/s for both phases in the same run, the ratio
 of the two throughputs, how many snapshots were taken and records written, and the targets
 (with writes: p99 <= 50 ms, max <= 250 ms, throughput >= 80% of reads alone).
 
-    bench/stall.py [BUILD]     (env: BENCH_ACHIEVEMENTS=100000 READ_SECONDS WRITE_SECONDS SNAP_MB)
+    bench/stall.py [BUILD]     (env: BENCH_ACHIEVEMENTS=100000 READ_SECONDS WRITE_SECONDS SNAP_MB,
+                                STALL_LOG=FILE keeps the daemon's log)
 """
 import http.client
 import json
@@ -77,6 +79,12 @@ def main():
             if r.get("tenant", "public") == "public":
                 ids.append(r["id"])
                 texts.append(r.get("title", ""))
+    ach_ids = []
+    with open(os.path.join(DATA, "achievements.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("tenant", "public") == "public":
+                ach_ids.append(r["id"])
     with open(os.path.join(DATA, "achievements.jsonl")) as f:
         templates = [json.loads(next(f)) for _ in range(400)]
     tmp = tempfile.mkdtemp(prefix="dovetail-stall-")
@@ -107,6 +115,7 @@ def main():
         stop = threading.Event()
         phase = ["read"]
         lat = {"read": [], "write": []}
+        when = {"read": [], "write": []}  # wall time each call ended
         errors = {"read": 0, "write": 0}
         lock = threading.Lock()
 
@@ -128,10 +137,12 @@ def main():
                 with lock:
                     if st == 200:
                         lat[ph].append(dt)
+                        when[ph].append(time.time())
                     else:
                         errors[ph] += 1
 
-        written = [0, 0]
+        written = [0, 0, 0]
+        out_lat = []
 
         def writer(seed):
             rnd = random.Random(seed)
@@ -162,14 +173,20 @@ def main():
             rnd = random.Random(seed)
             c = Conn(port)
             while not stop.is_set():
-                evs = [{"demandId": rnd.choice(ids), "achievementId": "ach-%05d" % rnd.randrange(1, NACH),
+                evs = [{"demandId": rnd.choice(ids), "achievementId": rnd.choice(ach_ids),
                         "kind": "OUTCOME_KIND_VIEWED"} for _ in range(20)]
+                t = time.perf_counter()
                 try:
-                    st, _ = c.call("RecordOutcome", {"outcomes": evs})
+                    st, body = c.call("RecordOutcome", {"outcomes": evs})
                 except Exception:  # noqa: BLE001
-                    st = 0
+                    st, body = 0, {}
+                out_lat.append(time.perf_counter() - t)
                 if st == 200:
                     written[1] += 20
+                else:
+                    written[2] += 1
+                    if written[2] <= 3:
+                        print("# RecordOutcome: %s %s" % (st, str(body)[:200]), file=sys.stderr)
                 time.sleep(0.01)
 
         readers = [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(READERS)]
@@ -178,21 +195,38 @@ def main():
         time.sleep(READ_S)
         with lock:
             phase[0] = "write"
+        t0_write = time.time()
         ws = [threading.Thread(target=writer, args=(100,), daemon=True),
               threading.Thread(target=outcomes, args=(200,), daemon=True)]
         for t in ws:
             t.start()
         time.sleep(min(10.0, WRITE_S / 4))
+        # one re-learn: a re-rank job, cancelled once its re-learn is over (its ranking is a batch
+        # job's CPU, not what this benchmark is about)
         ctl = Conn(port)
+        relearn = {"state": "not started", "seconds": float("nan")}
+        relearn_at = [0.0]
         st, job = ctl.call("StartRerank", {"jobId": "stall-relearn", "k": 1, "sides": ["SIDE_DEMAND"],
                                            "relearn": True})
         if st != 200:
             print("# StartRerank: %s %s" % (st, job), file=sys.stderr)
-        time.sleep(max(0.0, WRITE_S - min(10.0, WRITE_S / 4)))
+        else:
+            t_rl = time.time()
+            relearn_at[0] = t_rl
+            while time.time() - t_rl < WRITE_S:
+                st, body = ctl.call("GetJob", {"id": "stall-relearn"})
+                state = body.get("job", {}).get("state", "?") if st == 200 else "?"
+                if st != 200:
+                    print("# GetJob: %s %s" % (st, str(body)[:200]), file=sys.stderr)
+                if state not in ("JOB_STATE_PENDING", "JOB_STATE_BUILDING"):
+                    relearn = {"state": state, "seconds": time.time() - t_rl}
+                    ctl.call("CancelJob", {"id": "stall-relearn"})
+                    break
+                time.sleep(0.1)
+        time.sleep(max(0.0, t0_write + WRITE_S - time.time()))
         stop.set()
         for t in readers + ws:
             t.join(120)
-        st, jobs = ctl.call("GetJob", {"jobId": "stall-relearn"})
         log.flush()
         log.seek(0)
         snap_lines = [ln for ln in log.read().splitlines() if "snapshot at journal seq" in ln and "written" in ln]
@@ -209,8 +243,15 @@ def main():
         print(line("reads with writes", lat["write"], WRITE_S))
         r = (len(lat["write"]) / WRITE_S) / max(1e-9, len(lat["read"]) / READ_S)
         print("# writes: %d records upserted in 200-record batches, %d outcome events, snapshots taken: %s,"
-              " re-learn job: %s" % (written[0], written[1], snaps,
-                                     jobs.get("job", jobs).get("state", "?") if isinstance(jobs, dict) else "?"))
+              " re-learn: %.1f s (then %s)" % (written[0], written[1], snaps, relearn["seconds"], relearn["state"]))
+        slow = sorted(zip(lat["write"], when["write"]), reverse=True)[:5]
+        print("# slowest Match calls with writes: %s" % ", ".join(
+            "%.0f ms ending at +%.1f s" % (d * 1000, w - t0_write) for d, w in slow))
+        if relearn_at[0]:
+            print("# re-learn started at +%.1f s" % (relearn_at[0] - t0_write))
+        ol = [x * 1000 for x in out_lat]
+        print("# RecordOutcome calls: %d, errors %d, p50 %.1f ms, max %.1f ms"
+              % (len(ol), written[2], pct(ol, 50), max(ol) if ol else float("nan")))
         wl = [x * 1000 for x in lat["write"]]
         p99, mx = pct(wl, 99), (max(wl) if wl else float("nan"))
         print("throughput with writes / alone: %.2f (target >= 0.80)" % r)
@@ -221,6 +262,8 @@ def main():
         if proc and proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+        if os.environ.get("STALL_LOG"):  # keep the daemon's log
+            shutil.copy(os.path.join(tmp, "d.log"), os.environ["STALL_LOG"])
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -48,6 +48,7 @@ struct dt_engine {
     size_t n_clusters;
     dt_text *text; /* the writers' tokenizer */
     dt_tokens toks;
+    bool defer_compaction; /* upsert and delete leave it to dt_engine_compaction_* */
 };
 
 struct dt_searcher {
@@ -396,7 +397,17 @@ static void normalize(float *v, size_t d)
 }
 
 /* LSA fold-in of a term vector: weights (1 + ln tf) * idf, unseen terms ignored. */
+static int project_on(const dt_u32map *col, const float *idf, const dt_lsa *lsa, const dt_tf *terms, size_t n,
+                      float *out, dt_err *err);
+
 static int lsa_project_terms(const tenant *t, const dt_tf *terms, size_t n, float *out, dt_err *err)
+{
+    return project_on(&t->col, t->idf, &t->lsa, terms, n, out, err);
+}
+
+/* Projects one record's terms on a basis (col: term -> column, idf per column). */
+static int project_on(const dt_u32map *col, const float *idf, const dt_lsa *lsa, const dt_tf *terms, size_t n,
+                      float *out, dt_err *err)
 {
     uint32_t *cols = malloc((n ? n : 1) * sizeof *cols);
     float *vals = malloc((n ? n : 1) * sizeof *vals);
@@ -407,13 +418,13 @@ static int lsa_project_terms(const tenant *t, const dt_tf *terms, size_t n, floa
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        uint32_t c = dt_u32map_get(&t->col, terms[i].term);
+        uint32_t c = dt_u32map_get(col, terms[i].term);
         if (c == DT_U32MAP_NONE) continue;
         cols[k] = c;
-        vals[k] = (1.0f + logf(terms[i].tf)) * t->idf[c];
+        vals[k] = (1.0f + logf(terms[i].tf)) * idf[c];
         k++;
     }
-    dt_lsa_project(&t->lsa, cols, vals, k, out);
+    dt_lsa_project(lsa, cols, vals, k, out);
     free(cols);
     free(vals);
     return 0;
@@ -571,7 +582,25 @@ int dt_engine_check_stored(const dt_engine *e, dt_record *const *recs, size_t n,
     return check_batch(e, recs, n, false, bad, err);
 }
 
-int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err)
+/* A record's terms, counted before it is stored (dt_engine_batch_prepare or dt_engine_upsert). */
+typedef struct counted {
+    dt_tf *terms;
+    size_t n;
+    uint32_t doc_len;
+} counted;
+
+static int count_record(dt_engine *e, const dt_record *rec, counted *out, dt_err *err)
+{
+    out->terms = NULL;
+    out->n = 0;
+    int rc = tokenize_record(e->text, e->opts.title_weight, rec, &e->toks, err);
+    if (rc) return rc;
+    out->doc_len = (uint32_t)e->toks.n;
+    return term_counts(&e->toks, &out->terms, &out->n, err);
+}
+
+/* Stores rec with its counted terms (which stay the caller's). */
+static int upsert_counted(dt_engine *e, dt_record *rec, const counted *ct, dt_err *err)
 {
     int rc = dt_record_validate(rec, err);
     if (rc) return rc;
@@ -594,24 +623,66 @@ int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err)
         rc = make_external(t, rec->dim, err);
         if (rc) return rc;
     }
-    rc = tokenize_record(e->text, e->opts.title_weight, rec, &e->toks, err);
-    if (rc) return rc;
-    dt_tf *terms;
-    size_t n;
-    rc = term_counts(&e->toks, &terms, &n, err);
-    if (rc) return rc;
     dt_index *idx = t->idx[rec->side];
     uint32_t slot;
-    rc = dt_index_put(idx, rec, terms, n, (uint32_t)e->toks.n, &slot, err);
+    rc = dt_index_put(idx, rec, ct->terms, ct->n, ct->doc_len, &slot, err);
     if (rc == 0) {
         const dt_record *stored = dt_index_record(idx, slot);
         dt_index_set_clusters(idx, slot, cluster_mask(e, stored->region));
-        rc = set_row(t, idx, slot, stored, terms, n, err);
+        rc = set_row(t, idx, slot, stored, ct->terms, ct->n, err);
         t->epoch++;
-        dt_index_compact(idx, false, NULL); /* best effort: on failure tombstones just stay longer */
+        if (!e->defer_compaction) dt_index_compact(idx, false, NULL); /* best effort: tombstones stay longer */
     }
-    free(terms);
     return rc;
+}
+
+int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err)
+{
+    int rc = dt_record_validate(rec, err);
+    if (rc) return rc;
+    counted ct;
+    rc = count_record(e, rec, &ct, err);
+    if (rc == 0) rc = upsert_counted(e, rec, &ct, err);
+    free(ct.terms);
+    return rc;
+}
+
+struct dt_engine_batch {
+    size_t n;
+    counted *v;
+};
+
+void dt_engine_batch_free(dt_engine_batch *b)
+{
+    if (!b) return;
+    for (size_t i = 0; i < b->n; i++) free(b->v[i].terms);
+    free(b->v);
+    free(b);
+}
+
+int dt_engine_batch_prepare(dt_engine *e, dt_record *const *recs, size_t n, dt_engine_batch **out, dt_err *err)
+{
+    *out = NULL;
+    dt_engine_batch *b = calloc(1, sizeof *b);
+    if (!b || !(b->v = calloc(n ? n : 1, sizeof *b->v))) {
+        free(b);
+        return dt_err_set(err, DT_ENOMEM, NULL, "out of memory tokenizing %zu records", n);
+    }
+    for (; b->n < n; b->n++) {
+        int rc = count_record(e, recs[b->n], &b->v[b->n], err);
+        if (rc) {
+            dt_engine_batch_free(b);
+            return rc;
+        }
+    }
+    *out = b;
+    return 0;
+}
+
+int dt_engine_batch_upsert(dt_engine *e, const dt_engine_batch *b, size_t i, dt_record *rec, dt_err *err)
+{
+    if (i >= b->n) return dt_err_set(err, DT_EINVAL, NULL, "record %zu of a batch of %zu", i, b->n);
+    return upsert_counted(e, rec, &b->v[i], err);
 }
 
 int dt_engine_delete(dt_engine *e, const char *tname, dt_side side, const char *id, dt_err *err)
@@ -623,39 +694,140 @@ int dt_engine_delete(dt_engine *e, const char *tname, dt_side side, const char *
     int rc = dt_index_remove(t->idx[side], id, err);
     if (rc == 0) {
         t->epoch++;
-        dt_index_compact(t->idx[side], false, NULL);
+        if (!e->defer_compaction) dt_index_compact(t->idx[side], false, NULL);
     }
+    return rc;
+}
+
+/* ---- compaction off the write path ---- */
+
+void dt_engine_defer_compaction(dt_engine *e, bool defer)
+{
+    e->defer_compaction = defer;
+}
+
+struct dt_engine_compaction {
+    char tenant[DT_TENANT_MAX + 1];
+    dt_index *fresh[2];
+};
+
+void dt_engine_compaction_free(dt_engine_compaction *c)
+{
+    if (!c) return;
+    for (int s = 0; s < 2; s++) dt_index_free(c->fresh[s]);
+    free(c);
+}
+
+int dt_engine_compaction_prepare(const dt_engine *e, const char *tname, dt_engine_compaction **out, dt_err *err)
+{
+    *out = NULL;
+    tenant *t = find_tenant(e, tname);
+    if (!t) return 0;
+    dt_engine_compaction *c = NULL;
+    for (int s = 0; s < 2; s++) {
+        dt_index *fresh = NULL;
+        int rc = t->idx[s] ? dt_index_compact_build(t->idx[s], false, &fresh, err) : 0;
+        if (rc < 0) {
+            dt_engine_compaction_free(c);
+            return rc;
+        }
+        if (!fresh) continue;
+        if (!c && !(c = calloc(1, sizeof *c))) {
+            dt_index_free(fresh);
+            return dt_err_set(err, DT_ENOMEM, NULL, "out of memory");
+        }
+        snprintf(c->tenant, sizeof c->tenant, "%s", t->name);
+        c->fresh[s] = fresh;
+    }
+    *out = c;
+    return 0;
+}
+
+int dt_engine_compaction_install(dt_engine *e, dt_engine_compaction *c, dt_err *err)
+{
+    tenant *t = find_tenant(e, c->tenant);
+    for (int s = 0; s < 2; s++) {
+        if (!c->fresh[s]) continue;
+        if (!t || !t->idx[s]) return dt_err_set(err, DT_ENOTFOUND, "tenant", "no tenant '%s'", c->tenant);
+        int rc = dt_index_compact_install(t->idx[s], c->fresh[s], err);
+        if (rc) return rc;
+        c->fresh[s] = NULL;
+    }
+    return 0;
+}
+
+int dt_engine_compact(dt_engine *e, const char *tname, dt_err *err)
+{
+    dt_engine_compaction *c = NULL;
+    int rc = dt_engine_compaction_prepare(e, tname, &c, err);
+    if (rc == 0 && c) rc = dt_engine_compaction_install(e, c, err);
+    dt_engine_compaction_free(c);
     return rc;
 }
 
 /* ---- LSA build ---- */
 
-/* Re-projects every live record of an LSA tenant on its current basis. */
-static int reproject(tenant *t, dt_err *err)
+/* Every live record of t projected on a basis, into new matrices of its indexes' shapes (X[side]
+ * is NULL for a side without an index or capacity; free them with dt_index_free_rows). Reads t. */
+static int project_all(const tenant *t, const dt_u32map *col, const float *idf, const dt_lsa *lsa, float *X[2],
+                       dt_err *err)
 {
     int rc = 0;
-    for (int s = 0; s < 2 && rc == 0; s++) {
+    for (int s = 0; rc == 0 && s < 2; s++) {
+        X[s] = NULL;
         if (!t->idx[s]) continue;
-        rc = dt_index_set_dim(t->idx[s], t->lsa.dim, err);
+        X[s] = dt_index_alloc_rows(t->idx[s], lsa->dim, err);
+        if (!X[s] && dt_index_capacity(t->idx[s])) return err ? -err->code : -DT_ENOMEM;
         size_t n = dt_index_slots(t->idx[s]);
         for (uint32_t i = 0; rc == 0 && i < n; i++) {
             if (!dt_index_live(t->idx[s], i)) continue;
             const dt_tf *tf;
             size_t k;
             dt_index_terms(t->idx[s], i, &tf, &k);
-            rc = lsa_project_terms(t, tf, k, dt_index_row(t->idx[s], i), err);
+            rc = project_on(col, idf, lsa, tf, k, X[s] + (size_t)i * lsa->dim, err);
         }
     }
-    t->epoch++;
     return rc;
 }
 
-static int build_tenant(dt_engine *e, tenant *t, dt_err *err)
+/* A re-learned basis and every record's row on it, computed without changing the engine. */
+struct dt_engine_relearn {
+    char tenant[DT_TENANT_MAX + 1];
+    bool has[2];          /* the tenant had an index of that side */
+    uint64_t idx_epoch[2];/* ... at this epoch: install refuses an index that changed since */
+    size_t built_docs;
+    bool none;            /* too few records: the tenant loses its basis */
+    dt_lsa lsa;
+    dt_u32map col;
+    float *idf;
+    uint32_t *col_terms;
+    float *X[2];          /* rows of each side's index on the new basis (dt_index_alloc_rows) */
+};
+
+void dt_engine_relearn_free(dt_engine_relearn *r)
 {
+    if (!r) return;
+    dt_lsa_free(&r->lsa);
+    dt_u32map_free(&r->col);
+    free(r->idf);
+    free(r->col_terms);
+    for (int s = 0; s < 2; s++) dt_index_free_rows(r->X[s]);
+    free(r);
+}
+
+static int relearn_prepare(const dt_engine *e, const tenant *t, dt_engine_relearn **out, dt_err *err)
+{
+    *out = NULL;
     if (t->kind == DENSE_EXTERNAL) return 0;
+    dt_engine_relearn *rl = calloc(1, sizeof *rl);
+    if (!rl) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory re-learning tenant '%s'", t->name);
+    snprintf(rl->tenant, sizeof rl->tenant, "%s", t->name);
+    dt_u32map_init(&rl->col);
     size_t docs = 0, nnz = 0;
     for (int s = 0; s < 2; s++)
         if (t->idx[s]) {
+            rl->has[s] = true;
+            rl->idx_epoch[s] = dt_index_epoch(t->idx[s]);
             docs += dt_index_count(t->idx[s]);
             size_t n = dt_index_slots(t->idx[s]);
             for (uint32_t i = 0; i < n; i++) {
@@ -666,26 +838,18 @@ static int build_tenant(dt_engine *e, tenant *t, dt_err *err)
                 nnz += k;
             }
         }
-    t->built_docs = docs;
+    rl->built_docs = docs;
     if (docs < e->opts.lsa_min_docs) {
-        tenant_clear_lsa(t);
-        t->kind = DENSE_NONE;
-        for (int s = 0; s < 2; s++)
-            if (t->idx[s]) dt_index_set_dim(t->idx[s], 0, NULL);
-        t->epoch++;
+        rl->none = true;
+        *out = rl;
         return 0;
     }
     int rc = 0;
-    dt_u32map col, df;
-    dt_u32map_init(&col);
+    dt_u32map df;
     dt_u32map_init(&df);
     size_t *row_ptr = malloc((docs + 1) * sizeof *row_ptr);
     uint32_t *cols = malloc((nnz ? nnz : 1) * sizeof *cols);
     float *vals = malloc((nnz ? nnz : 1) * sizeof *vals);
-    float *idf = NULL;
-    uint32_t *col_terms = NULL;
-    dt_lsa lsa;
-    memset(&lsa, 0, sizeof lsa);
     if (!row_ptr || !cols || !vals) goto nomem;
     /* document frequencies over both sides; a column for every term in >= 2 documents */
     for (int s = 0; s < 2; s++) {
@@ -705,15 +869,15 @@ static int build_tenant(dt_engine *e, tenant *t, dt_err *err)
     size_t ncols = 0;
     for (size_t i = 0; i < df.cap; i++)
         if (df.keys[i] != DT_U32MAP_NONE && df.vals[i] >= 2) ncols++;
-    idf = malloc((ncols ? ncols : 1) * sizeof *idf);
-    col_terms = malloc((ncols ? ncols : 1) * sizeof *col_terms);
-    if (!idf || !col_terms || dt_u32map_reserve(&col, ncols) < 0) goto nomem;
+    rl->idf = malloc((ncols ? ncols : 1) * sizeof *rl->idf);
+    rl->col_terms = malloc((ncols ? ncols : 1) * sizeof *rl->col_terms);
+    if (!rl->idf || !rl->col_terms || dt_u32map_reserve(&rl->col, ncols) < 0) goto nomem;
     ncols = 0;
     for (size_t i = 0; i < df.cap; i++)
         if (df.keys[i] != DT_U32MAP_NONE && df.vals[i] >= 2) {
-            if (dt_u32map_put(&col, df.keys[i], (uint32_t)ncols) < 0) goto nomem;
-            col_terms[ncols] = df.keys[i];
-            idf[ncols++] = (float)(log((double)(docs + 1) / (df.vals[i] + 1)) + 1.0);
+            if (dt_u32map_put(&rl->col, df.keys[i], (uint32_t)ncols) < 0) goto nomem;
+            rl->col_terms[ncols] = df.keys[i];
+            rl->idf[ncols++] = (float)(log((double)(docs + 1) / (df.vals[i] + 1)) + 1.0);
         }
     size_t r = 0, z = 0;
     row_ptr[0] = 0;
@@ -728,10 +892,10 @@ static int build_tenant(dt_engine *e, tenant *t, dt_err *err)
             size_t z0 = z;
             double norm = 0;
             for (size_t j = 0; j < k; j++) {
-                uint32_t c = dt_u32map_get(&col, tf[j].term);
+                uint32_t c = dt_u32map_get(&rl->col, tf[j].term);
                 if (c == DT_U32MAP_NONE) continue;
                 cols[z] = c;
-                vals[z] = (1.0f + logf(tf[j].tf)) * idf[c];
+                vals[z] = (1.0f + logf(tf[j].tf)) * rl->idf[c];
                 norm += (double)vals[z] * vals[z];
                 z++;
             }
@@ -746,32 +910,71 @@ static int build_tenant(dt_engine *e, tenant *t, dt_err *err)
     lo.power_iters = e->opts.lsa_power_iters;
     lo.seed = e->opts.lsa_seed;
     lo.threads = e->opts.threads;
-    rc = dt_lsa_fit(&A, &lo, &lsa, err);
-    if (rc) goto out;
-    /* commit: swap in the new basis, then re-project every record */
-    tenant_clear_lsa(t);
-    t->lsa = lsa;
-    memset(&lsa, 0, sizeof lsa);
-    t->col = col;
-    dt_u32map_init(&col);
-    t->idf = idf;
-    idf = NULL;
-    t->col_terms = col_terms;
-    col_terms = NULL;
-    t->kind = DENSE_LSA;
-    rc = reproject(t, err);
+    rc = dt_lsa_fit(&A, &lo, &rl->lsa, err);
+    if (rc == 0) rc = project_all(t, &rl->col, rl->idf, &rl->lsa, rl->X, err);
     goto out;
 nomem:
     rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory building the LSA basis of tenant '%s'", t->name);
 out:
-    dt_lsa_free(&lsa);
-    dt_u32map_free(&col);
     dt_u32map_free(&df);
-    free(idf);
-    free(col_terms);
     free(row_ptr);
     free(cols);
     free(vals);
+    if (rc)
+        dt_engine_relearn_free(rl);
+    else
+        *out = rl;
+    return rc;
+}
+
+int dt_engine_relearn_prepare(const dt_engine *e, const char *tname, dt_engine_relearn **out, dt_err *err)
+{
+    *out = NULL;
+    tenant *t = find_tenant(e, tname);
+    if (!t) return dt_err_set(err, DT_ENOTFOUND, "tenant", "no tenant '%s'", tenant_name(tname));
+    return relearn_prepare(e, t, out, err);
+}
+
+int dt_engine_relearn_install(dt_engine *e, dt_engine_relearn *rl, dt_err *err)
+{
+    tenant *t = find_tenant(e, rl->tenant);
+    if (!t) return dt_err_set(err, DT_ENOTFOUND, "tenant", "no tenant '%s'", rl->tenant);
+    for (int s = 0; s < 2; s++)
+        if ((t->idx[s] != NULL) != rl->has[s] || (t->idx[s] && dt_index_epoch(t->idx[s]) != rl->idx_epoch[s]))
+            return dt_err_set(err, DT_EINVAL, "tenant", "tenant '%s' changed while its basis was learned", rl->tenant);
+    t->built_docs = rl->built_docs;
+    tenant_clear_lsa(t);
+    if (rl->none) {
+        t->kind = DENSE_NONE;
+        for (int s = 0; s < 2; s++)
+            if (t->idx[s]) dt_index_set_dim(t->idx[s], 0, NULL);
+        t->epoch++;
+        return 0;
+    }
+    t->lsa = rl->lsa;
+    memset(&rl->lsa, 0, sizeof rl->lsa);
+    t->col = rl->col;
+    dt_u32map_init(&rl->col);
+    t->idf = rl->idf;
+    rl->idf = NULL;
+    t->col_terms = rl->col_terms;
+    rl->col_terms = NULL;
+    t->kind = DENSE_LSA;
+    for (int s = 0; s < 2; s++)
+        if (t->idx[s]) {
+            dt_index_install_rows(t->idx[s], rl->X[s], t->lsa.dim);
+            rl->X[s] = NULL;
+        }
+    t->epoch++;
+    return 0;
+}
+
+static int build_tenant(dt_engine *e, tenant *t, dt_err *err)
+{
+    dt_engine_relearn *rl = NULL;
+    int rc = relearn_prepare(e, t, &rl, err);
+    if (rc == 0 && rl) rc = dt_engine_relearn_install(e, rl, err);
+    dt_engine_relearn_free(rl);
     return rc;
 }
 
@@ -1462,6 +1665,21 @@ int dt_engine_get_basis(const dt_engine *e, const char *tname, dt_engine_basis *
     b->proj = t->lsa.proj;
     b->sigma = t->lsa.sigma;
     return 1;
+}
+
+/* Re-projects every live record of an LSA tenant on its current basis. */
+static int reproject(tenant *t, dt_err *err)
+{
+    float *X[2] = {NULL, NULL};
+    int rc = project_all(t, &t->col, t->idf, &t->lsa, X, err);
+    for (int s = 0; s < 2; s++) {
+        if (rc == 0 && t->idx[s])
+            dt_index_install_rows(t->idx[s], X[s], t->lsa.dim);
+        else
+            dt_index_free_rows(X[s]);
+    }
+    t->epoch++;
+    return rc;
 }
 
 int dt_engine_set_basis(dt_engine *e, const char *tname, const dt_engine_basis *b, dt_err *err)

@@ -78,6 +78,15 @@ const char *const *dt_engine_cluster(const dt_engine *e, const char *name, size_
  * the tenant's current basis (zero until the first dt_engine_build) or its own embedding. */
 int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err);
 int dt_engine_delete(dt_engine *e, const char *tenant, dt_side side, const char *id, dt_err *err);
+/* dt_engine_upsert in two steps, so that searches need not wait while records are tokenized:
+ * dt_engine_batch_prepare tokenizes recs[0..n) with the writers' tokenizer (it changes nothing a
+ * search reads, but no other writer may run meanwhile); dt_engine_batch_upsert(e, b, i, recs[i])
+ * then stores record i exactly as dt_engine_upsert would (exclusive access). */
+typedef struct dt_engine_batch dt_engine_batch;
+int dt_engine_batch_prepare(dt_engine *e, dt_record *const *recs, size_t n, dt_engine_batch **out, dt_err *err);
+int dt_engine_batch_upsert(dt_engine *e, const dt_engine_batch *b, size_t i, dt_record *rec, dt_err *err);
+void dt_engine_batch_free(dt_engine_batch *b); /* NULL is fine */
+
 /* Checks, without changing anything, that recs[0..n) could all be upserted in this order: each
  * passes dt_record_validate, and every tenant keeps the embedding contract - all of its records
  * carry an embedding of one length, or none does (a tenant without live records takes the form
@@ -104,6 +113,30 @@ const char *dt_engine_dense_kind(const dt_engine *e, const char *tenant);
 /* (Re-)learns the LSA basis of a tenant (NULL: of every tenant) from its live records and
  * re-projects every record. Tenants whose records carry embeddings are left as they are. */
 int dt_engine_build(dt_engine *e, const char *tenant, dt_err *err);
+/* Compaction (index.h: squeezing out the tombstones of replaced and deleted records once they are
+ * a quarter of an index) runs inside dt_engine_upsert and dt_engine_delete unless deferred; the
+ * daemon defers it and runs it after each write in two steps, so that searches need not wait while
+ * an index is rebuilt: dt_engine_compaction_prepare reads the engine (searches may run, writers may
+ * not) and sets *out to the tenant's compacted indexes, or NULL when none is due;
+ * dt_engine_compaction_install (exclusive access) swaps them in; it refuses (-DT_EINVAL) an index
+ * that changed since. dt_engine_compact is both steps. Neither changes a tenant's epoch. */
+void dt_engine_defer_compaction(dt_engine *e, bool defer);
+typedef struct dt_engine_compaction dt_engine_compaction;
+int dt_engine_compaction_prepare(const dt_engine *e, const char *tenant, dt_engine_compaction **out, dt_err *err);
+int dt_engine_compaction_install(dt_engine *e, dt_engine_compaction *c, dt_err *err);
+void dt_engine_compaction_free(dt_engine_compaction *c); /* NULL is fine */
+int dt_engine_compact(dt_engine *e, const char *tenant, dt_err *err);
+
+/* The same re-learn in two steps, so that searches need not wait for the heavy part.
+ * dt_engine_relearn_prepare learns the basis and projects every record on it without changing the
+ * engine: it reads the engine, so searches may run meanwhile, but no writer may (the daemon holds
+ * its commit mutex). *out is NULL for a tenant with external embeddings. dt_engine_relearn_install
+ * then swaps the basis and the rows in (exclusive access; no search). It refuses (-DT_EINVAL) when
+ * an index of the tenant changed since the prepare. dt_engine_build is prepare + install. */
+typedef struct dt_engine_relearn dt_engine_relearn;
+int dt_engine_relearn_prepare(const dt_engine *e, const char *tenant, dt_engine_relearn **out, dt_err *err);
+int dt_engine_relearn_install(dt_engine *e, dt_engine_relearn *r, dt_err *err);
+void dt_engine_relearn_free(dt_engine_relearn *r); /* NULL is fine; after install it frees what is left */
 /* Whether a tenant's basis is due: it has none yet but enough records, or its live records have
  * doubled since it was learned (so re-learning costs amortised O(1) per upsert). */
 bool dt_engine_needs_build(const dt_engine *e, const char *tenant);

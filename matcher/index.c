@@ -32,6 +32,10 @@ struct dt_index {
     size_t dim;
     size_t n, cap, n_live, n_open;
     uint64_t epoch;
+    /* a compacted copy not installed yet: its records' strings belong to the index it was built
+     * from (dt_index_compact_build), so freeing it leaves them */
+    bool borrowed;
+    uint64_t base_epoch; /* epoch of that index when the copy was built */
 
     dt_record *recs;
     uint64_t *live;
@@ -124,7 +128,8 @@ static void free_lists(dt_index *idx)
 void dt_index_free(dt_index *idx)
 {
     if (!idx) return;
-    for (size_t s = 0; s < idx->n; s++) dt_record_free(&idx->recs[s]);
+    if (!idx->borrowed)
+        for (size_t s = 0; s < idx->n; s++) dt_record_free(&idx->recs[s]);
     free(idx->recs);
     free(idx->live);
     free(idx->X);
@@ -270,6 +275,32 @@ int dt_index_set_dim(dt_index *idx, size_t dim, dt_err *err)
     idx->dim = dim;
     idx->epoch++;
     return 0;
+}
+
+float *dt_index_alloc_rows(const dt_index *idx, size_t dim, dt_err *err)
+{
+    if (!dim || !idx->cap) return NULL;
+    float *X = alloc_matrix(idx->cap, dim);
+    if (!X) dt_err_set(err, DT_ENOMEM, NULL, "out of memory for a %zu x %zu matrix", idx->cap, dim);
+    return X;
+}
+
+void dt_index_install_rows(dt_index *idx, float *X, size_t dim)
+{
+    free(idx->X);
+    idx->X = X;
+    idx->dim = dim;
+    idx->epoch++;
+}
+
+void dt_index_free_rows(float *X)
+{
+    free(X);
+}
+
+size_t dt_index_capacity(const dt_index *idx)
+{
+    return idx->cap;
 }
 
 int64_t dt_index_find(const dt_index *idx, const char *id)
@@ -559,26 +590,24 @@ size_t dt_index_filter(const dt_index *idx, const dt_filter *f, uint64_t *allow)
     return count;
 }
 
-int dt_index_compact(dt_index *idx, bool force, dt_err *err)
+int dt_index_compact_build(const dt_index *idx, bool force, dt_index **out, dt_err *err)
 {
+    *out = NULL;
     size_t dead = idx->n - idx->n_live;
     if (dead == 0 || (!force && dead * 4 < idx->n)) return 0;
-    /* Postings are rebuilt from the forward index, so build them into fresh lists first: if memory
-     * runs out the index stays as it was. */
+    /* Postings are rebuilt from the forward index into fresh lists; records are shared, not
+     * copied (install hands them over), so this reads idx and changes nothing of it. */
     dt_index *fresh = dt_index_new(idx->tenant, idx->side, idx->dim, err);
     if (!fresh) return -DT_ENOMEM;
+    fresh->borrowed = true;
+    fresh->base_epoch = idx->epoch;
     int rc = reserve_slots(fresh, idx->n_live, err);
     uint32_t ns = 0;
     for (size_t s = 0; rc == 0 && s < idx->n; s++) {
         if (!bit_get(idx->live, s)) continue;
-        dt_record copy;
-        rc = dt_record_copy(&copy, &idx->recs[s], err);
+        dt_record shared = idx->recs[s];
+        rc = dt_index_put(fresh, &shared, idx->terms + idx->term_off[s], idx->term_n[s], idx->doc_len[s], &ns, err);
         if (rc) break;
-        rc = dt_index_put(fresh, &copy, idx->terms + idx->term_off[s], idx->term_n[s], idx->doc_len[s], &ns, err);
-        if (rc) {
-            dt_record_free(&copy);
-            break;
-        }
         if (idx->dim) memcpy(fresh->X + (size_t)ns * idx->dim, idx->X + s * idx->dim, idx->dim * sizeof(float));
         fresh->codes[ns].clusters = idx->codes[s].clusters;
     }
@@ -586,13 +615,34 @@ int dt_index_compact(dt_index *idx, bool force, dt_err *err)
         dt_index_free(fresh);
         return rc;
     }
+    *out = fresh;
+    return 1;
+}
+
+int dt_index_compact_install(dt_index *idx, dt_index *fresh, dt_err *err)
+{
+    if (!fresh->borrowed || fresh->base_epoch != idx->epoch)
+        return dt_err_set(err, DT_EINVAL, NULL, "index of tenant '%s' changed since its compaction was built",
+                          idx->tenant);
+    /* the live records now belong to fresh; the old contents keep (and free) only the dead ones */
+    for (size_t s = 0; s < idx->n; s++)
+        if (bit_get(idx->live, s)) dt_record_init(&idx->recs[s]);
+    fresh->borrowed = false;
     fresh->epoch = idx->epoch + 1;
-    /* swap contents, free the old */
     dt_index tmp = *idx;
     *idx = *fresh;
     *fresh = tmp;
     dt_index_free(fresh);
-    return 1;
+    return 0;
+}
+
+int dt_index_compact(dt_index *idx, bool force, dt_err *err)
+{
+    dt_index *fresh;
+    int rc = dt_index_compact_build(idx, force, &fresh, err);
+    if (rc <= 0) return rc;
+    rc = dt_index_compact_install(idx, fresh, err);
+    return rc ? rc : 1;
 }
 
 static void hash_prefixes(const char *code, uint32_t *h, uint8_t *depth)

@@ -99,6 +99,14 @@ void dt_index_set_clusters(dt_index *idx, uint32_t slot, uint64_t clusters);
 int dt_index_set_dim(dt_index *idx, size_t dim, dt_err *err);
 size_t dt_index_dim(const dt_index *idx);
 float *dt_index_row(dt_index *idx, uint32_t slot);
+/* A zeroed matrix of the index's shape (capacity x dim rows) to fill off-line and install with
+ * dt_index_install_rows, which frees the old matrix and sets the dimension (no copy). NULL when the
+ * index has no capacity yet (nothing to fill) or memory runs out (err says which). Free an
+ * uninstalled one with dt_index_free_rows. The index must not grow between the two calls. */
+float *dt_index_alloc_rows(const dt_index *idx, size_t dim, dt_err *err);
+void dt_index_install_rows(dt_index *idx, float *X, size_t dim);
+void dt_index_free_rows(float *X);
+size_t dt_index_capacity(const dt_index *idx);
 const float *dt_index_matrix(const dt_index *idx); /* slots x dim, row stride dim */
 
 /* BM25: adds each live record's BM25 score against the query terms (distinct terms, tf = query
@@ -119,6 +127,14 @@ bool dt_index_passes(const dt_index *idx, uint32_t slot, const dt_filter *f);
 /* Squeezes tombstoned slots out when they are at least a quarter of all slots (or always, when
  * force). Renumbers slots; rows and terms move with their records. Returns 1 if it compacted. */
 int dt_index_compact(dt_index *idx, bool force, dt_err *err);
+/* The same in two steps, so that searches need not wait while the copy is built.
+ * dt_index_compact_build reads idx (searches may run, writers may not) and, when compaction is
+ * due, sets *out to a compacted copy and returns 1 (0: not due, *out NULL). The copy shares the
+ * records' strings with idx: dt_index_compact_install (exclusive access) swaps it in and hands them
+ * over; dt_index_free drops an uninstalled copy without touching them. Install refuses
+ * (-DT_EINVAL) when idx changed since the build, and frees nothing then. */
+int dt_index_compact_build(const dt_index *idx, bool force, dt_index **out, dt_err *err);
+int dt_index_compact_install(dt_index *idx, dt_index *fresh, dt_err *err);
 
 /* True when code equals prefix or starts with prefix followed by '.'. */
 bool dt_code_has_prefix(const char *code, const char *prefix);

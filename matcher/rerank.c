@@ -317,14 +317,14 @@ void dt_rerank_get_progress(const dt_rerank_job *j, dt_rerank_progress *p)
         p->eta = -1;
 }
 
-static void job_lock(dt_rerank_job *j, bool exclusive)
+static void job_lock(dt_rerank_job *j, dt_rerank_lock_mode mode)
 {
-    if (j->o.lock) j->o.lock(j->o.lock_ud, exclusive);
+    if (j->o.lock) j->o.lock(j->o.lock_ud, mode);
 }
 
-static void job_unlock(dt_rerank_job *j, bool exclusive)
+static void job_unlock(dt_rerank_job *j, dt_rerank_lock_mode mode)
 {
-    if (j->o.unlock) j->o.unlock(j->o.lock_ud, exclusive);
+    if (j->o.unlock) j->o.unlock(j->o.lock_ud, mode);
 }
 
 /* Records the first failure and stops the workers. Returns rc. */
@@ -782,7 +782,7 @@ static int run_batch(worker *w, dt_side side, size_t first, size_t count)
     w->n_items = 0;
     w->names.n = w->names.len = 0;
 
-    job_lock(j, false);
+    job_lock(j, DT_RERANK_LOCK_SHARED);
     size_t nq = 0;
     for (size_t i = 0; i < count; i++) {
         const dt_record *r = dt_engine_get(j->e, j->tenant, side, strlist_get(&j->ids[side], first + i));
@@ -803,7 +803,7 @@ static int run_batch(worker *w, dt_side side, size_t first, size_t count)
     size_t unsure = 0;
     if (nq) rc = dt_feedback_search(w->fb, w->sr, j->o.outcomes, &j->o.policy, w->q, nq, w->res, &unsure, &err);
     if (rc) {
-        job_unlock(j, false);
+        job_unlock(j, DT_RERANK_LOCK_SHARED);
         return job_fail(j, rc, &err);
     }
     if (unsure) atomic_fetch_add(&j->uncertain, unsure);
@@ -827,7 +827,7 @@ static int run_batch(worker *w, dt_side side, size_t first, size_t count)
         }
         dt_match_result_free(&w->res[p]);
     }
-    job_unlock(j, false);
+    job_unlock(j, DT_RERANK_LOCK_SHARED);
     if (rc) return job_fail(j, rc, NULL);
 
     if (capped) {
@@ -987,19 +987,26 @@ int dt_rerank_run(dt_rerank_job *j, dt_err *err)
 
     if (j->o.relearn && strcmp(dt_engine_dense_kind(j->e, j->tenant), "external") != 0) {
         atomic_store(&j->state, DT_RERANK_BUILDING);
-        job_lock(j, true);
-        rc = dt_engine_build(j->e, j->tenant, err);
-        job_unlock(j, true);
+        job_lock(j, DT_RERANK_LOCK_NO_WRITERS);
+        dt_engine_relearn *rl = NULL;
+        rc = dt_engine_relearn_prepare(j->e, j->tenant, &rl, err);
+        if (rc == 0 && rl) {
+            job_lock(j, DT_RERANK_LOCK_EXCLUSIVE);
+            rc = dt_engine_relearn_install(j->e, rl, err);
+            job_unlock(j, DT_RERANK_LOCK_EXCLUSIVE);
+        }
+        dt_engine_relearn_free(rl);
+        job_unlock(j, DT_RERANK_LOCK_NO_WRITERS);
         if (rc) return finish(j, rc, err);
     }
     if (atomic_load(&j->stop)) return finish(j, DT_RERANK_INTERRUPTED, err);
 
-    job_lock(j, false);
+    job_lock(j, DT_RERANK_LOCK_SHARED);
     if (!dt_engine_index(j->e, j->tenant, DT_DEMAND) && !dt_engine_index(j->e, j->tenant, DT_ACHIEVEMENT))
         rc = dt_err_set(err, DT_ENOTFOUND, "tenant", "no records in tenant '%s'", j->tenant);
     else
         rc = list_open(j, err);
-    job_unlock(j, false);
+    job_unlock(j, DT_RERANK_LOCK_SHARED);
     if (rc) return finish(j, rc, err);
 
     size_t nd = j->ids[DT_DEMAND].n, bs = j->o.batch;

@@ -35,7 +35,8 @@
  *
  * Concurrency. The job reads the engine and the outcome store. Without lock callbacks the caller
  * must keep both unchanged for the whole run. With them, the job takes the shared lock around each
- * batch (and the exclusive one around the LSA re-learn) and lets writers in between: a record
+ * batch (and keeps writers out during the LSA re-learn, locking searches out only while it swaps
+ * the new basis in) and lets writers in between: a record
  * written meanwhile is ranked as it is when its batch runs; one deleted or closed before its batch
  * gets no list; one added after the start waits for the next run. Progress and cancellation may be
  * used from any thread while dt_rerank_run runs.
@@ -71,8 +72,11 @@ typedef struct dt_rerank_list {
  * return stops the job, which then fails with that value (a -DT_E* code; fill err). */
 typedef int (*dt_rerank_emit_fn)(void *ud, const dt_rerank_list *list, dt_err *err);
 
-/* Optional lock callbacks: exclusive = true for writers (the LSA re-learn), false for readers. */
-typedef void (*dt_rerank_lock_fn)(void *ud, bool exclusive);
+/* Optional lock callbacks. The job takes SHARED around each batch it searches. The LSA re-learn
+ * takes NO_WRITERS (no writer may change the engine; searches may go on) while it learns the basis
+ * and projects every record, and EXCLUSIVE, nested inside NO_WRITERS, only to swap them in. */
+typedef enum { DT_RERANK_LOCK_SHARED = 0, DT_RERANK_LOCK_NO_WRITERS = 1, DT_RERANK_LOCK_EXCLUSIVE = 2 } dt_rerank_lock_mode;
+typedef void (*dt_rerank_lock_fn)(void *ud, dt_rerank_lock_mode mode);
 
 typedef struct dt_rerank_opts {
     const char *tenant;        /* NULL = "public" */

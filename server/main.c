@@ -477,6 +477,8 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    /* from now on writes compact off the write lock (rpc.c after_write); start-up compacted inline */
+    dt_engine_defer_compaction(srv.engine, true);
     srv.base = event_base_new();
     if (!srv.base) {
         fprintf(stderr, "dovetaild: cannot create the event loop\n");

@@ -437,6 +437,32 @@ static void engine_error(dt_call *c, const dt_err *err)
 
 /* ---- handlers ---- */
 
+/* What a write leaves to do, with writers excluded (s->commit held) and searches running: only
+ * the swaps take the write lock. Compacts the tenant's indexes when due, and re-learns its basis
+ * once it has doubled since the last time; the re-learn is journaled (*seq gets its entry) so that
+ * a replay re-learns at the same point (a lost marker only changes the basis). */
+static void after_write(dt_server *s, const char *tenant, uint64_t *seq)
+{
+    dt_engine_compaction *cp = NULL;
+    if (dt_engine_compaction_prepare(s->engine, tenant, &cp, NULL) == 0 && cp) {
+        pthread_rwlock_wrlock(&s->lock);
+        dt_engine_compaction_install(s->engine, cp, NULL); /* best effort: tombstones stay longer */
+        pthread_rwlock_unlock(&s->lock);
+    }
+    dt_engine_compaction_free(cp);
+    if (!dt_engine_needs_build(s->engine, tenant)) return;
+    dt_engine_relearn *rl = NULL;
+    if (dt_engine_relearn_prepare(s->engine, tenant, &rl, NULL) == 0 && rl) {
+        pthread_rwlock_wrlock(&s->lock);
+        int rc = dt_engine_relearn_install(s->engine, rl, NULL);
+        pthread_rwlock_unlock(&s->lock);
+        if (rc == 0 && s->durable) dt_durable_log_build(s->durable, tenant, seq, NULL);
+    }
+    dt_engine_relearn_free(rl);
+}
+
+
+
 static void run_upsert(dt_call *c)
 {
     const Dovetail__V1__UpsertRecordsRequest *rq = (const void *)c->in;
@@ -467,38 +493,41 @@ static void run_upsert(dt_call *c)
         ok = 0;
     }
     if (ok == n) {
-        dt_rpc_write_lock(s);
-        fold_locked(s);
+        /* writers excluded from here on; searches go on until the write lock (dt_rpc_write_lock) */
+        pthread_mutex_lock(&s->commit);
         size_t done = 0, bad = 0;
-        /* the whole batch against the state it applies to (under the same lock), then the journal,
-         * then memory: a refused request changes nothing, in memory or on disk, and a replay never
-         * meets an entry the engine refuses */
+        dt_engine_batch *tok = NULL;
+        /* the whole batch against the state it applies to, then the journal, then memory: a
+         * refused request changes nothing, in memory or on disk, and a replay never meets an
+         * entry the engine refuses. Checking and tokenizing need no write lock. */
         if (dt_engine_check_upsert(s->engine, ptrs, n, &bad, &err) < 0) {
             char field[64];
             snprintf(field, sizeof field, "records[%zu]%s%.30s", bad, err.field[0] ? "." : "", err.field);
             snprintf(err.field, sizeof err.field, "%s", field);
             engine_error(c, &err);
+        } else if (dt_engine_batch_prepare(s->engine, ptrs, n, &tok, &err) < 0) {
+            engine_error(c, &err);
         } else if (s->durable && dt_durable_append(s->durable, DT_J_UPSERT, payload, plen, &seq, &err) < 0) {
             c->code = TW_INTERNAL;
             dt_err_set(&c->err, DT_EIO, NULL, "the write could not be journaled (%.180s); nothing was stored", err.msg);
         } else {
+            pthread_rwlock_wrlock(&s->lock);
+            fold_locked(s);
             for (; done < n; done++)
-                if (dt_engine_upsert(s->engine, &recs[done], &err) < 0) break;
+                if (dt_engine_batch_upsert(s->engine, tok, done, &recs[done], &err) < 0) break;
+            pthread_rwlock_unlock(&s->lock);
         }
+        dt_engine_batch_free(tok);
         if (done < n && c->code == TW_OK) {
             char field[64];
             snprintf(field, sizeof field, "records[%zu]%s%.30s", done, err.field[0] ? "." : "", err.field);
             snprintf(err.field, sizeof err.field, "%s", field);
             engine_error(c, &err); /* checked already, so this is memory: earlier records stay */
         } else if (done == n) {
-            /* re-learn the tenant's basis once it has doubled since the last time; the marker lets
-             * a replay re-learn it at the same point (a lost marker only changes the basis) */
-            if (dt_engine_needs_build(s->engine, c->tenant) && dt_engine_build(s->engine, c->tenant, NULL) == 0 &&
-                s->durable)
-                dt_durable_log_build(s->durable, c->tenant, &seq, NULL);
+            after_write(s, c->tenant, &seq);
         }
         c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
-        dt_rpc_write_unlock(s);
+        pthread_mutex_unlock(&s->commit);
         if (done == n && seq && dt_durable_sync(s->durable, seq, &err) < 0) {
             c->code = TW_INTERNAL;
             dt_err_set(&c->err, DT_EIO, NULL, "the write could not be made durable (%.180s); not acknowledged", err.msg);
@@ -533,20 +562,25 @@ static void run_delete(dt_call *c)
     uint64_t seq = 0;
     dt_err err = DT_ERR_INIT;
     bool durable_ok = true;
-    dt_rpc_write_lock(s);
-    fold_locked(s);
+    pthread_mutex_lock(&s->commit);
     /* journal first, then memory (replaying a delete of an absent id is harmless) */
     if (rq->n_ids && s->durable &&
         dt_durable_log_delete(s->durable, c->tenant, side, rq->ids, rq->n_ids, &seq, &err) < 0)
         durable_ok = false;
-    for (size_t i = 0; durable_ok && i < rq->n_ids; i++) {
-        if (dt_engine_delete(s->engine, c->tenant, side, rq->ids[i], NULL) == 0)
-            deleted++;
-        else
-            missing[nm++] = rq->ids[i];
+    if (durable_ok) {
+        pthread_rwlock_wrlock(&s->lock);
+        fold_locked(s);
+        for (size_t i = 0; i < rq->n_ids; i++) {
+            if (dt_engine_delete(s->engine, c->tenant, side, rq->ids[i], NULL) == 0)
+                deleted++;
+            else
+                missing[nm++] = rq->ids[i];
+        }
+        pthread_rwlock_unlock(&s->lock);
+        if (deleted) after_write(s, c->tenant, &seq);
     }
     c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
-    dt_rpc_write_unlock(s);
+    pthread_mutex_unlock(&s->commit);
     if (durable_ok && seq && dt_durable_sync(s->durable, seq, &err) < 0) durable_ok = false;
     if (!durable_ok) {
         free(missing);
@@ -763,10 +797,9 @@ static void run_record_outcome(dt_call *c)
         dt_err_set(&c->err, err.code, NULL, "cannot encode the journal entry: %.200s", err.msg);
         return;
     }
-    dt_rpc_write_lock(s);
-    fold_locked(s);
+    pthread_mutex_lock(&s->commit); /* writers excluded: the ids checked stay as they are */
     size_t done = 0;
-    /* every id first, under the lock the events are applied under: all or nothing */
+    /* every id first, then the journal, then memory: all or nothing */
     for (size_t i = 0; i < n; i++)
         if (dt_outcome_event_check_stored(s->engine, &evs[i], &err) < 0) {
             char field[64];
@@ -782,8 +815,11 @@ static void run_record_outcome(dt_call *c)
             dt_err_set(&c->err, DT_EIO, NULL, "the outcomes could not be journaled (%.180s); nothing was stored",
                        err.msg);
         } else {
+            pthread_rwlock_wrlock(&s->lock);
+            fold_locked(s);
             for (; done < n; done++)
                 if (dt_outcome_add(s->outcomes, &evs[done], &err) < 0) break;
+            pthread_rwlock_unlock(&s->lock);
             if (done < n) {
                 char field[64];
                 snprintf(field, sizeof field, "outcomes[%zu]%s%.30s", done, err.field[0] ? "." : "", err.field);
@@ -794,7 +830,7 @@ static void run_record_outcome(dt_call *c)
     }
     c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
     uint64_t total = dt_outcome_count(s->outcomes, c->tenant);
-    dt_rpc_write_unlock(s);
+    pthread_mutex_unlock(&s->commit);
     if (c->code == TW_OK && seq && dt_durable_sync(s->durable, seq, &err) < 0) {
         c->code = TW_INTERNAL;
         dt_err_set(&c->err, DT_EIO, NULL, "the outcomes could not be made durable (%.180s); not acknowledged",
@@ -1022,8 +1058,14 @@ void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_worker *w)
         dt_match_result_free(&res[i]);
     }
     if (s) pthread_rwlock_unlock(&s->lock);
-    /* the pending table stays small: past a threshold the worker folds it itself */
-    if (s && s->served && dt_served_pending(s->served) >= SERVED_FOLD_AT) dt_rpc_fold_served(s);
+    /* the pending table stays small: past a threshold the worker folds it itself, unless a writer
+     * or a snapshot holds the commit mutex (a Match worker never waits for them) */
+    if (s && s->served && dt_served_pending(s->served) >= SERVED_FOLD_AT && pthread_mutex_trylock(&s->commit) == 0) {
+        pthread_rwlock_wrlock(&s->lock);
+        fold_locked(s);
+        pthread_rwlock_unlock(&s->lock);
+        pthread_mutex_unlock(&s->commit);
+    }
 out:
     free(qs);
     free(ws);

@@ -571,6 +571,117 @@ static void test_basis_round_trip(void **state)
     dt_engine_free(a);
 }
 
+/* Top-10 ids of a text query, as one string. */
+static void top_ids(dt_engine *e, const char *text, char *out, size_t n)
+{
+    dt_query q;
+    dt_query_init(&q);
+    q.tenant = "t";
+    q.target = DT_ACHIEVEMENT;
+    q.text = text;
+    q.k = 10;
+    dt_match_result r;
+    search1(e, &q, &r);
+    out[0] = '\0';
+    for (size_t i = 0; i < r.n; i++) {
+        strncat(out, r.v[i].rec->id, n - strlen(out) - 1);
+        strncat(out, " ", n - strlen(out) - 1);
+    }
+    dt_match_result_free(&r);
+}
+
+/* The two-step compaction, re-learn and batch upsert the daemon runs off the write lock give what
+ * the one-step calls give: the same records, rows, basis and rankings. A searcher may use the
+ * engine between prepare and install; install refuses a tenant that changed meanwhile. */
+static void test_two_step_writes_equal_one_step(void **state)
+{
+    (void)state;
+    dt_engine *a = corpus(), *b = corpus();
+    dt_engine_defer_compaction(b, true);
+    dt_err err = DT_ERR_INIT;
+    char ids[40];
+    for (int t = 0; t < 8; t++)
+        for (int v = 0; v < 4; v++) {
+            snprintf(ids, sizeof ids, "a%d-%d", t, v);
+            assert_int_equal(dt_engine_delete(a, "t", DT_ACHIEVEMENT, ids, &err), 0);
+            assert_int_equal(dt_engine_delete(b, "t", DT_ACHIEVEMENT, ids, &err), 0);
+        }
+    /* a: compacted inline; b: tombstones left until the two steps */
+    size_t slots_a = dt_index_slots(dt_engine_index(a, "t", DT_ACHIEVEMENT));
+    size_t slots_b = dt_index_slots(dt_engine_index(b, "t", DT_ACHIEVEMENT));
+    assert_true(slots_a < slots_b);
+    dt_engine_compaction *c = NULL;
+    assert_int_equal(dt_engine_compaction_prepare(b, "t", &c, &err), 0);
+    assert_non_null(c);
+    char before[512], mid[512], after[512], ref[512];
+    top_ids(b, "锂电池隔膜涂层", mid, sizeof mid); /* the old index still serves */
+    assert_int_equal(dt_engine_compaction_install(b, c, &err), 0);
+    dt_engine_compaction_free(c);
+    /* every tombstone gone (a compacted at the 24th delete and keeps the last 8) */
+    assert_int_equal(dt_index_slots(dt_engine_index(b, "t", DT_ACHIEVEMENT)),
+                     dt_index_count(dt_engine_index(b, "t", DT_ACHIEVEMENT)));
+    assert_true(dt_index_slots(dt_engine_index(b, "t", DT_ACHIEVEMENT)) <= slots_a);
+    top_ids(a, "锂电池隔膜涂层", ref, sizeof ref);
+    top_ids(b, "锂电池隔膜涂层", after, sizeof after);
+    assert_string_equal(ref, after);
+    assert_string_equal(mid, after);
+    assert_int_equal(dt_engine_compaction_prepare(b, "t", &c, &err), 0);
+    assert_null(c); /* nothing due any more */
+
+    /* a batch upserted in two steps, then the re-learn in two steps */
+    dt_record recs[3];
+    dt_record *ptrs[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(ids, sizeof ids, "n%d", i);
+        recs[i] = rec("t", DT_ACHIEVEMENT, ids, topics[i][0], topics[i][1]);
+        ptrs[i] = &recs[i];
+        dt_record r2;
+        assert_int_equal(dt_record_copy(&r2, &recs[i], &err), 0);
+        put(a, r2);
+    }
+    dt_engine_batch *bt = NULL;
+    assert_int_equal(dt_engine_batch_prepare(b, ptrs, 3, &bt, &err), 0);
+    for (size_t i = 0; i < 3; i++) assert_int_equal(dt_engine_batch_upsert(b, bt, i, &recs[i], &err), 0);
+    dt_engine_batch_free(bt);
+    assert_int_equal(dt_engine_epoch(a, "t"), dt_engine_epoch(b, "t"));
+    assert_int_equal(dt_engine_build(a, "t", &err), 0);
+    dt_engine_relearn *rl = NULL;
+    assert_int_equal(dt_engine_relearn_prepare(b, "t", &rl, &err), 0);
+    assert_non_null(rl);
+    top_ids(b, "固态电解质", before, sizeof before); /* the old basis still serves */
+    assert_int_equal(dt_engine_relearn_install(b, rl, &err), 0);
+    dt_engine_relearn_free(rl);
+    assert_int_equal(dt_engine_epoch(a, "t"), dt_engine_epoch(b, "t"));
+    dt_engine_basis ba, bb;
+    assert_int_equal(dt_engine_get_basis(a, "t", &ba), 1);
+    assert_int_equal(dt_engine_get_basis(b, "t", &bb), 1);
+    assert_int_equal(ba.n_terms, bb.n_terms);
+    assert_memory_equal(ba.proj, bb.proj, ba.n_terms * ba.dim * sizeof(float));
+    for (int side = 0; side < 2; side++) {
+        dt_index *ia = dt_engine_index(a, "t", (dt_side)side), *ib = dt_engine_index(b, "t", (dt_side)side);
+        assert_int_equal(dt_index_count(ia), dt_index_count(ib));
+        for (uint32_t sl = 0; sl < dt_index_slots(ia); sl++) {
+            if (!dt_index_live(ia, sl)) continue;
+            int64_t o = dt_index_find(ib, dt_index_record(ia, sl)->id);
+            assert_true(o >= 0);
+            assert_memory_equal(dt_index_row(ia, sl), dt_index_row(ib, (uint32_t)o), 16 * sizeof(float));
+        }
+    }
+    top_ids(a, "固态电解质", ref, sizeof ref);
+    top_ids(b, "固态电解质", after, sizeof after);
+    assert_string_equal(ref, after);
+    /* a change between prepare and install: refused, nothing swapped */
+    assert_int_equal(dt_engine_relearn_prepare(b, "t", &rl, &err), 0);
+    assert_int_equal(dt_engine_delete(b, "t", DT_ACHIEVEMENT, "n0", &err), 0);
+    uint64_t ep = dt_engine_epoch(b, "t");
+    assert_int_equal(dt_engine_relearn_install(b, rl, &err), -DT_EINVAL);
+    assert_int_equal(dt_engine_epoch(b, "t"), ep);
+    dt_engine_relearn_free(rl);
+    (void)before;
+    dt_engine_free(a);
+    dt_engine_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -582,7 +693,8 @@ int main(void)
         cmocka_unit_test(test_explain_and_structured),
         cmocka_unit_test(test_external_embeddings),
         cmocka_unit_test(test_delete_and_replace),
-        cmocka_unit_test(test_clusters),                cmocka_unit_test(test_basis_round_trip),
+        cmocka_unit_test(test_clusters),
+        cmocka_unit_test(test_two_step_writes_equal_one_step),                cmocka_unit_test(test_basis_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -367,15 +367,21 @@ typedef struct lockstat {
     pthread_mutex_t mu;
     int shared, exclusive, excl_held, max_shared;
     int depth_shared;
+    int no_writers, nw_held;
     bool bad;
 } lockstat;
 
-static void lk(void *ud, bool exclusive)
+static void lk(void *ud, dt_rerank_lock_mode mode)
 {
     lockstat *l = ud;
     pthread_mutex_lock(&l->mu);
-    if (exclusive) {
-        if (l->excl_held || l->depth_shared) l->bad = true;
+    if (mode == DT_RERANK_LOCK_NO_WRITERS) {
+        if (l->nw_held || l->excl_held) l->bad = true;
+        l->nw_held = 1;
+        l->no_writers++;
+    } else if (mode == DT_RERANK_LOCK_EXCLUSIVE) {
+        /* only inside NO_WRITERS, never with a batch searching */
+        if (l->excl_held || l->depth_shared || !l->nw_held) l->bad = true;
         l->excl_held = 1;
         l->exclusive++;
     } else {
@@ -386,11 +392,14 @@ static void lk(void *ud, bool exclusive)
     pthread_mutex_unlock(&l->mu);
 }
 
-static void unlk(void *ud, bool exclusive)
+static void unlk(void *ud, dt_rerank_lock_mode mode)
 {
     lockstat *l = ud;
     pthread_mutex_lock(&l->mu);
-    if (exclusive) {
+    if (mode == DT_RERANK_LOCK_NO_WRITERS) {
+        if (!l->nw_held || l->excl_held) l->bad = true;
+        l->nw_held = 0;
+    } else if (mode == DT_RERANK_LOCK_EXCLUSIVE) {
         if (!l->excl_held) l->bad = true;
         l->excl_held = 0;
     } else {
@@ -411,7 +420,7 @@ static void test_lsa_lists_equal_search(void **state)
     assert_true(built_before < live);
     sink sk;
     sink_init(&sk);
-    lockstat ls = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, false};
+    lockstat ls = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0, 0, false};
     dt_rerank_opts o;
     dt_rerank_opts_init(&o);
     o.k = 7;
@@ -422,10 +431,13 @@ static void test_lsa_lists_equal_search(void **state)
     o.lock_ud = &ls;
     dt_rerank_progress pg;
     assert_int_equal(run_job(e, &o, &sk, &pg), 0);
-    /* the basis was re-learned from every live record, under the exclusive lock */
+    /* the basis was re-learned from every live record with writers out, and swapped in under
+     * the exclusive lock */
     assert_int_equal(dt_engine_get_basis(e, "t", &b), 1);
     assert_int_equal(b.built_docs, live);
+    assert_int_equal(ls.no_writers, 1);
     assert_int_equal(ls.exclusive, 1);
+    assert_int_equal(ls.nw_held, 0);
     assert_false(ls.bad);
     assert_int_equal(ls.depth_shared, 0);
     size_t nd = count_open(e, DT_DEMAND), na = count_open(e, DT_ACHIEVEMENT);
