@@ -22,6 +22,7 @@
 #include <utf8proc.h>
 
 #include "metrics.h"
+#include "server.h"
 
 typedef struct auth_entry {
     char name[DT_AUTH_NAME_MAX + 1];
@@ -43,25 +44,23 @@ struct dt_auth {
     uint64_t reloads_ok, reloads_failed;
 };
 
-/* ---- the scope table ---- */
+/* ---- scopes ---- */
 
+/* The RPCs' scopes are in the method table (server.h); these are the other routes'. */
 static const struct {
-    const char *method;
+    const char *route;
     dt_auth_scope scope;
-} scope_table[] = {
-    {"UpsertRecords", DT_SCOPE_TENANT}, {"DeleteRecords", DT_SCOPE_TENANT},
-    {"GetRecord", DT_SCOPE_TENANT},     {"Match", DT_SCOPE_TENANT},
-    {"PairEvent", DT_SCOPE_TENANT},     {"RecordOutcome", DT_SCOPE_TENANT},
-    {"Stats", DT_SCOPE_TENANT_OR_ALL},  {"StartRerank", DT_SCOPE_OPERATOR},
-    {"GetJob", DT_SCOPE_OPERATOR},      {"CancelJob", DT_SCOPE_OPERATOR},
-    {"ListJobs", DT_SCOPE_OPERATOR},    {"GET /metrics", DT_SCOPE_OPERATOR},
+} route_scopes[] = {
+    {"GET /metrics", DT_SCOPE_OPERATOR},
     {"GET /events", DT_SCOPE_TENANT},
 };
 
 dt_auth_scope dt_auth_method_scope(const char *method)
 {
-    for (size_t i = 0; i < sizeof scope_table / sizeof scope_table[0]; i++)
-        if (!strcmp(scope_table[i].method, method)) return scope_table[i].scope;
+    dt_method m = dt_method_find(method);
+    if (m < DT_M_COUNT) return dt_methods[m].scope;
+    for (size_t i = 0; i < sizeof route_scopes / sizeof route_scopes[0]; i++)
+        if (!strcmp(route_scopes[i].route, method)) return route_scopes[i].scope;
     return DT_SCOPE_NONE;
 }
 

@@ -1,6 +1,6 @@
 /* auth.h - bearer tokens and tenant isolation for dovetaild: the --auth-file format, the token
- * lookup (constant time), the scope table keyed by method name, per-token counters, and the
- * reload on SIGHUP.
+ * lookup (constant time), the scopes of methods (the RPCs' from the method table, server.h) and
+ * routes, per-token counters, and the reload on SIGHUP.
  *
  * Not the HTTP side: http.c reads the Authorization header and answers with Twirp errors; this
  * module only decides. A dt_auth table never changes after it is parsed except for its counters,

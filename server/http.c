@@ -39,10 +39,6 @@ const char *const dt_twirp_names[TW_COUNT] = {
     "not_found",  "bad_route", "already_exists",  "permission_denied",   "unauthenticated", "resource_exhausted",
     "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal",     "unavailable"};
 
-const char *const dt_method_names[DT_M_COUNT] = {"UpsertRecords", "DeleteRecords", "GetRecord", "Match",
-                                                  "Stats",         "PairEvent",     "RecordOutcome", "StartRerank",
-                                                  "GetJob",        "CancelJob",     "ListJobs"};
-
 int dt_twirp_status(dt_twirp_code c)
 {
     static const int st[TW_COUNT] = {200, 408, 500, 400, 400, 408, 404, 404, 409,
@@ -205,7 +201,7 @@ static void job_run(dt_job *j, void *wctx)
 {
     dt_call *c = (dt_call *)j;
     int deadline_ms = c->srv->cfg.deadline_ms;
-    bool writes = c->method_index == DT_M_UPSERT_RECORDS || c->method_index == DT_M_DELETE_RECORDS;
+    bool writes = dt_methods[c->method_index].flags & DT_MF_WRITE;
     if (!writes && deadline_ms > 0 && dt_now_us() - c->t_start_us > (uint64_t)deadline_ms * 1000) {
         /* answered deadline_exceeded while queued: nobody waits for the work (writes still run:
          * the client was told the outcome is unknown, not that nothing happened) */
@@ -245,13 +241,13 @@ static void submit(dt_call *c)
 {
     dt_server *s = c->srv;
     c->job.vt = &call_vt;
-    c->job.batchable = c->method_index == DT_M_MATCH;
+    unsigned flags = dt_methods[c->method_index].flags;
+    c->job.batchable = flags & DT_MF_BATCHABLE;
     /* one flow per tenant: a tenant's flood queues behind itself (pool.h) */
     c->job.flow = XXH3_64bits(c->tenant, strlen(c->tenant));
     /* writes wait for each other (and for a snapshot) on the commit mutex: as heavy jobs they never
      * hold more than workers - 1 workers, so one worker is always left for Match */
-    c->job.heavy = c->method_index == DT_M_UPSERT_RECORDS || c->method_index == DT_M_DELETE_RECORDS ||
-                   c->method_index == DT_M_RECORD_OUTCOME || c->method_index == DT_M_PAIR_EVENT;
+    c->job.heavy = flags & DT_MF_HEAVY;
     if (s->stopping || !s->pool) {
         fail(c, TW_UNAVAILABLE, NULL, "%s", "the server is shutting down; retry on another replica");
         dt_call_release(c);
@@ -636,9 +632,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     const char *mname = path + plen + slen + 1;
     const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(svc, mname);
-    unsigned mi = 0;
-    while (m && mi < DT_M_COUNT && strcmp(dt_method_names[mi], m->name) != 0) mi++;
-    if (!m || mi == DT_M_COUNT) {
+    unsigned mi = m ? (unsigned)dt_method_find(m->name) : DT_M_COUNT;
+    if (mi == DT_M_COUNT) {
         bad_route(s, req, path, "no such method");
         return;
     }
@@ -774,7 +769,7 @@ static void proceed(dt_call *c)
         struct timeval tv = {s->cfg.deadline_ms / 1000, (s->cfg.deadline_ms % 1000) * 1000};
         if (c->deadline) evtimer_add(c->deadline, &tv);
     }
-    if (c->method_index == DT_M_MATCH && s->cache && make_key(c) == 0) {
+    if ((dt_methods[c->method_index].flags & DT_MF_CACHEABLE) && s->cache && make_key(c) == 0) {
         c->cacheable = true;
         c->pending++;
         if (dt_cache_get(s->cache, c->key, c->key_len, on_cache, c) == 0) return;

@@ -448,7 +448,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&srv.commit, NULL);
     pthread_rwlockattr_destroy(&ra);
     dt_metrics_init(&srv.metrics);
-    for (unsigned i = 0; i < DT_M_COUNT; i++) srv.metrics.method_names[i] = dt_method_names[i];
+    for (unsigned i = 0; i < DT_M_COUNT; i++) srv.metrics.method_names[i] = dt_methods[i].name;
     srv.metrics.n_methods = DT_M_COUNT;
     for (int i = 0; i < TW_COUNT && i < DT_METRICS_CODES; i++) srv.metrics.code_names[i] = dt_twirp_names[i];
     srv.metrics.n_codes = TW_COUNT < DT_METRICS_CODES ? TW_COUNT : DT_METRICS_CODES;

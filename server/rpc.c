@@ -22,31 +22,11 @@ static const char *tenant_or_public(const char *t)
 
 const char *dt_rpc_tenant(const dt_call *c)
 {
-    switch (c->method_index) {
-    case DT_M_UPSERT_RECORDS:
-        return tenant_or_public(((const Dovetail__V1__UpsertRecordsRequest *)c->in)->tenant);
-    case DT_M_DELETE_RECORDS:
-        return tenant_or_public(((const Dovetail__V1__DeleteRecordsRequest *)c->in)->tenant);
-    case DT_M_GET_RECORD:
-        return tenant_or_public(((const Dovetail__V1__GetRecordRequest *)c->in)->tenant);
-    case DT_M_MATCH:
-        return tenant_or_public(((const Dovetail__V1__MatchRequest *)c->in)->tenant);
-    case DT_M_STATS:
-        return tenant_or_public(((const Dovetail__V1__StatsRequest *)c->in)->tenant);
-    case DT_M_PAIR_EVENT:
-        return tenant_or_public(((const Dovetail__V1__PairEventRequest *)c->in)->tenant);
-    case DT_M_RECORD_OUTCOME:
-        return tenant_or_public(((const Dovetail__V1__RecordOutcomeRequest *)c->in)->tenant);
-    case DT_M_START_RERANK:
-        return tenant_or_public(((const Dovetail__V1__StartRerankRequest *)c->in)->tenant);
-    case DT_M_GET_JOB:
-        return tenant_or_public(((const Dovetail__V1__GetJobRequest *)c->in)->tenant);
-    case DT_M_CANCEL_JOB:
-        return tenant_or_public(((const Dovetail__V1__CancelJobRequest *)c->in)->tenant);
-    case DT_M_LIST_JOBS:
-        return tenant_or_public(((const Dovetail__V1__ListJobsRequest *)c->in)->tenant);
-    }
-    return "public";
+    /* every request message has a string field "tenant" (the .proto's convention) */
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(c->in->descriptor, "tenant");
+    if (!f || f->type != PROTOBUF_C_TYPE_STRING) return "public";
+    return tenant_or_public(*(char *const *)((const char *)c->in + f->offset));
 }
 
 uint64_t dt_rpc_tenant_epoch(const dt_server *s, const char *tenant)
@@ -201,104 +181,111 @@ static int outcome_from_pb(dt_call *c, const Dovetail__V1__Outcome *p, size_t i,
     return 0;
 }
 
-int dt_rpc_precheck(dt_call *c)
+static int precheck_upsert(dt_call *c)
 {
     const dt_config *cfg = &c->srv->cfg;
-    /* c->tenant is a copy cut to DT_TENANT_MAX bytes: the request's own field is what counts */
-    if (strlen(dt_rpc_tenant(c)) > DT_TENANT_MAX) return dt_rpc_bad(c, "tenant", "longer than %d bytes", DT_TENANT_MAX);
-    switch (c->method_index) {
-    case DT_M_UPSERT_RECORDS: {
-        const Dovetail__V1__UpsertRecordsRequest *r = (const void *)c->in;
-        if (r->n_records > cfg->max_records)
-            return dt_rpc_bad(c, "records", "%zu records in one call; the limit is %zu (--max-records)", r->n_records,
-                       cfg->max_records);
-        return 0;
+    const Dovetail__V1__UpsertRecordsRequest *r = (const void *)c->in;
+    if (r->n_records > cfg->max_records)
+        return dt_rpc_bad(c, "records", "%zu records in one call; the limit is %zu (--max-records)", r->n_records,
+                          cfg->max_records);
+    return 0;
+}
+
+static int precheck_delete(dt_call *c)
+{
+    const dt_config *cfg = &c->srv->cfg;
+    const Dovetail__V1__DeleteRecordsRequest *r = (const void *)c->in;
+    dt_side s;
+    if (dt_rpc_side_of(r->side, &s) < 0) return dt_rpc_bad(c, "side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
+    if (r->n_ids > cfg->max_records)
+        return dt_rpc_bad(c, "ids", "%zu ids in one call; the limit is %zu (--max-records)", r->n_ids, cfg->max_records);
+    return 0;
+}
+
+static int precheck_get(dt_call *c)
+{
+    const Dovetail__V1__GetRecordRequest *r = (const void *)c->in;
+    dt_side s;
+    if (dt_rpc_side_of(r->side, &s) < 0) return dt_rpc_bad(c, "side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
+    if (!r->id || !*r->id) return dt_rpc_bad(c, "id", "required");
+    return 0;
+}
+
+static int precheck_match(dt_call *c)
+{
+    const dt_config *cfg = &c->srv->cfg;
+    const Dovetail__V1__MatchRequest *r = (const void *)c->in;
+    dt_side s;
+    if (r->query_case == DOVETAIL__V1__MATCH_REQUEST__QUERY_RECORD) {
+        if (!r->record || dt_rpc_side_of(r->record->side, &s) < 0)
+            return dt_rpc_bad(c, "record.side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
+        if (!r->record->id || !*r->record->id) return dt_rpc_bad(c, "record.id", "required");
+        if (r->target_side != DOVETAIL__V1__SIDE__SIDE_UNSPECIFIED && dt_rpc_side_of(r->target_side, &s) < 0)
+            return dt_rpc_bad(c, "target_side", "unknown side %d", (int)r->target_side);
+    } else if (r->query_case == DOVETAIL__V1__MATCH_REQUEST__QUERY_TEXT) {
+        if (!r->text || !*r->text) return dt_rpc_bad(c, "text", "empty");
+        if (strlen(r->text) > cfg->max_text)
+            return dt_rpc_bad(c, "text", "longer than %zu bytes (--max-text)", cfg->max_text);
+        if (dt_rpc_side_of(r->target_side, &s) < 0)
+            return dt_rpc_bad(c, "target_side", "required with a text query: SIDE_DEMAND or SIDE_ACHIEVEMENT");
+    } else {
+        return dt_rpc_bad(c, "query", "give either record (side and id of a stored record) or text");
     }
-    case DT_M_DELETE_RECORDS: {
-        const Dovetail__V1__DeleteRecordsRequest *r = (const void *)c->in;
-        dt_side s;
-        if (dt_rpc_side_of(r->side, &s) < 0) return dt_rpc_bad(c, "side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
-        if (r->n_ids > cfg->max_records)
-            return dt_rpc_bad(c, "ids", "%zu ids in one call; the limit is %zu (--max-records)", r->n_ids, cfg->max_records);
-        return 0;
+    if ((size_t)r->k + r->offset > cfg->max_k)
+        return dt_rpc_bad(c, r->k > cfg->max_k ? "k" : "offset", "k + offset is %llu; the limit is %zu (--max-k)",
+                          (unsigned long long)r->k + r->offset, cfg->max_k);
+    const Dovetail__V1__Filter *f = r->filter;
+    if (f) {
+        if (f->trl_min < 0 || f->trl_min > 9) return dt_rpc_bad(c, "filter.trl_min", "must be 0 (none) or 1..9");
+        if (f->trl_max < 0 || f->trl_max > 9) return dt_rpc_bad(c, "filter.trl_max", "must be 0 (none) or 1..9");
+        if (f->trl_min && f->trl_max && f->trl_min > f->trl_max)
+            return dt_rpc_bad(c, "filter.trl_min", "is larger than filter.trl_max");
+        uint32_t bits;
+        char field[64];
+        if (modes_of(f->modes, f->n_modes, &bits, field, sizeof field, "filter.modes") < 0)
+            return dt_rpc_bad(c, field, "unknown mode");
+        if (f->price_min_present_case && !(f->price_min >= 0 && isfinite(f->price_min)))
+            return dt_rpc_bad(c, "filter.price_min", "must be a finite number >= 0");
+        if (f->price_max_present_case && !(f->price_max >= 0 && isfinite(f->price_max)))
+            return dt_rpc_bad(c, "filter.price_max", "must be a finite number >= 0");
+        if (f->n_field_prefixes > 64 || f->n_regions > 64 || f->n_clusters > 64 || f->n_tags > 64 ||
+            f->n_exclude_ids > 10000)
+            return dt_rpc_bad(c, "filter", "too many values in a list (64 at most; exclude_ids 10000)");
     }
-    case DT_M_GET_RECORD: {
-        const Dovetail__V1__GetRecordRequest *r = (const void *)c->in;
-        dt_side s;
-        if (dt_rpc_side_of(r->side, &s) < 0) return dt_rpc_bad(c, "side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
-        if (!r->id || !*r->id) return dt_rpc_bad(c, "id", "required");
-        return 0;
-    }
-    case DT_M_MATCH: {
-        const Dovetail__V1__MatchRequest *r = (const void *)c->in;
-        dt_side s;
-        if (r->query_case == DOVETAIL__V1__MATCH_REQUEST__QUERY_RECORD) {
-            if (!r->record || dt_rpc_side_of(r->record->side, &s) < 0)
-                return dt_rpc_bad(c, "record.side", "required: SIDE_DEMAND or SIDE_ACHIEVEMENT");
-            if (!r->record->id || !*r->record->id) return dt_rpc_bad(c, "record.id", "required");
-            if (r->target_side != DOVETAIL__V1__SIDE__SIDE_UNSPECIFIED && dt_rpc_side_of(r->target_side, &s) < 0)
-                return dt_rpc_bad(c, "target_side", "unknown side %d", (int)r->target_side);
-        } else if (r->query_case == DOVETAIL__V1__MATCH_REQUEST__QUERY_TEXT) {
-            if (!r->text || !*r->text) return dt_rpc_bad(c, "text", "empty");
-            if (strlen(r->text) > cfg->max_text)
-                return dt_rpc_bad(c, "text", "longer than %zu bytes (--max-text)", cfg->max_text);
-            if (dt_rpc_side_of(r->target_side, &s) < 0)
-                return dt_rpc_bad(c, "target_side", "required with a text query: SIDE_DEMAND or SIDE_ACHIEVEMENT");
-        } else {
-            return dt_rpc_bad(c, "query", "give either record (side and id of a stored record) or text");
-        }
-        if ((size_t)r->k + r->offset > cfg->max_k)
-            return dt_rpc_bad(c, r->k > cfg->max_k ? "k" : "offset", "k + offset is %llu; the limit is %zu (--max-k)",
-                       (unsigned long long)r->k + r->offset, cfg->max_k);
-        const Dovetail__V1__Filter *f = r->filter;
-        if (f) {
-            if (f->trl_min < 0 || f->trl_min > 9) return dt_rpc_bad(c, "filter.trl_min", "must be 0 (none) or 1..9");
-            if (f->trl_max < 0 || f->trl_max > 9) return dt_rpc_bad(c, "filter.trl_max", "must be 0 (none) or 1..9");
-            if (f->trl_min && f->trl_max && f->trl_min > f->trl_max)
-                return dt_rpc_bad(c, "filter.trl_min", "is larger than filter.trl_max");
-            uint32_t bits;
-            char field[64];
-            if (modes_of(f->modes, f->n_modes, &bits, field, sizeof field, "filter.modes") < 0)
-                return dt_rpc_bad(c, field, "unknown mode");
-            if (f->price_min_present_case && !(f->price_min >= 0 && isfinite(f->price_min)))
-                return dt_rpc_bad(c, "filter.price_min", "must be a finite number >= 0");
-            if (f->price_max_present_case && !(f->price_max >= 0 && isfinite(f->price_max)))
-                return dt_rpc_bad(c, "filter.price_max", "must be a finite number >= 0");
-            if (f->n_field_prefixes > 64 || f->n_regions > 64 || f->n_clusters > 64 || f->n_tags > 64 ||
-                f->n_exclude_ids > 10000)
-                return dt_rpc_bad(c, "filter", "too many values in a list (64 at most; exclude_ids 10000)");
-        }
-        return dt_rpc_check_weights(c, r->weights);
-    }
-    case DT_M_PAIR_EVENT: return dt_rpc_event_precheck(c);
-    case DT_M_STATS: {
-        const Dovetail__V1__StatsRequest *r = (const void *)c->in;
-        if (r->field_depth_present_case && r->field_depth > STATS_DEPTH_MAX)
-            return dt_rpc_bad(c, "field_depth", "%u is more than %d components", r->field_depth, STATS_DEPTH_MAX);
-        if (r->region_depth_present_case && r->region_depth > STATS_DEPTH_MAX)
-            return dt_rpc_bad(c, "region_depth", "%u is more than %d components", r->region_depth, STATS_DEPTH_MAX);
-        return 0;
-    }
-    case DT_M_RECORD_OUTCOME: {
-        const Dovetail__V1__RecordOutcomeRequest *r = (const void *)c->in;
-        if (r->n_outcomes > cfg->max_records)
-            return dt_rpc_bad(c, "outcomes", "%zu events in one call; the limit is %zu (--max-records)", r->n_outcomes,
-                       cfg->max_records);
-        for (size_t i = 0; i < r->n_outcomes; i++) {
-            dt_outcome_event ev;
-            if (outcome_from_pb(c, r->outcomes[i], i, &ev) < 0) return -1;
-        }
-        return 0;
-    }
-    case DT_M_START_RERANK:
-    case DT_M_GET_JOB:
-    case DT_M_CANCEL_JOB:
-    case DT_M_LIST_JOBS: return dt_rpc_jobs_precheck(c);
+    return dt_rpc_check_weights(c, r->weights);
+}
+
+static int precheck_stats(dt_call *c)
+{
+    const Dovetail__V1__StatsRequest *r = (const void *)c->in;
+    if (r->field_depth_present_case && r->field_depth > STATS_DEPTH_MAX)
+        return dt_rpc_bad(c, "field_depth", "%u is more than %d components", r->field_depth, STATS_DEPTH_MAX);
+    if (r->region_depth_present_case && r->region_depth > STATS_DEPTH_MAX)
+        return dt_rpc_bad(c, "region_depth", "%u is more than %d components", r->region_depth, STATS_DEPTH_MAX);
+    return 0;
+}
+
+static int precheck_outcome(dt_call *c)
+{
+    const dt_config *cfg = &c->srv->cfg;
+    const Dovetail__V1__RecordOutcomeRequest *r = (const void *)c->in;
+    if (r->n_outcomes > cfg->max_records)
+        return dt_rpc_bad(c, "outcomes", "%zu events in one call; the limit is %zu (--max-records)", r->n_outcomes,
+                          cfg->max_records);
+    for (size_t i = 0; i < r->n_outcomes; i++) {
+        dt_outcome_event ev;
+        if (outcome_from_pb(c, r->outcomes[i], i, &ev) < 0) return -1;
     }
     return 0;
 }
 
-/* ---- record conversion ---- */
+int dt_rpc_precheck(dt_call *c)
+{
+    /* c->tenant is a copy cut to DT_TENANT_MAX bytes: the request's own field is what counts */
+    if (strlen(dt_rpc_tenant(c)) > DT_TENANT_MAX) return dt_rpc_bad(c, "tenant", "longer than %d bytes", DT_TENANT_MAX);
+    int (*check)(dt_call *) = c->method_index < DT_M_COUNT ? dt_methods[c->method_index].precheck : NULL;
+    return check ? check(c) : 0;
+}
 
 static int dup_str(char **dst, const char *src)
 {
@@ -1075,22 +1062,84 @@ out:
 
 void dt_rpc_run(dt_call *c, dt_worker *w)
 {
-    switch (c->method_index) {
-    case DT_M_UPSERT_RECORDS: run_upsert(c); break;
-    case DT_M_DELETE_RECORDS: run_delete(c); break;
-    case DT_M_GET_RECORD: run_get(c); break;
-    case DT_M_MATCH: dt_rpc_run_match_batch(&c, 1, w); break;
-    case DT_M_STATS: run_stats(c); break;
-    case DT_M_PAIR_EVENT: dt_rpc_event_run(c, w->sr); break;
-    case DT_M_RECORD_OUTCOME: run_record_outcome(c); break;
-    case DT_M_START_RERANK:
-    case DT_M_GET_JOB:
-    case DT_M_CANCEL_JOB:
-    case DT_M_LIST_JOBS: dt_rpc_jobs_run(c); break;
-    default:
-        c->code = TW_UNIMPLEMENTED;
-        dt_err_set(&c->err, DT_EINVAL, NULL, "method %s is not implemented", c->method->name);
+    if (c->method_index < DT_M_COUNT && dt_methods[c->method_index].run) {
+        dt_methods[c->method_index].run(c, w);
+        return;
     }
+    c->code = TW_UNIMPLEMENTED;
+    dt_err_set(&c->err, DT_EINVAL, NULL, "method %s is not implemented", c->method->name);
+}
+
+/* ---- the method table ---- */
+
+static void run_upsert_w(dt_call *c, dt_worker *w)
+{
+    (void)w;
+    run_upsert(c);
+}
+
+static void run_delete_w(dt_call *c, dt_worker *w)
+{
+    (void)w;
+    run_delete(c);
+}
+
+static void run_get_w(dt_call *c, dt_worker *w)
+{
+    (void)w;
+    run_get(c);
+}
+
+static void run_match_w(dt_call *c, dt_worker *w)
+{
+    dt_rpc_run_match_batch(&c, 1, w);
+}
+
+static void run_stats_w(dt_call *c, dt_worker *w)
+{
+    (void)w;
+    run_stats(c);
+}
+
+static void run_pair_event_w(dt_call *c, dt_worker *w)
+{
+    dt_rpc_event_run(c, w->sr);
+}
+
+static void run_record_outcome_w(dt_call *c, dt_worker *w)
+{
+    (void)w;
+    run_record_outcome(c);
+}
+
+static void run_jobs_w(dt_call *c, dt_worker *w)
+{
+    (void)w;
+    dt_rpc_jobs_run(c);
+}
+
+const dt_method_def dt_methods[DT_M_COUNT] = {
+    [DT_M_UPSERT_RECORDS] = {"UpsertRecords", DT_SCOPE_TENANT, DT_MF_WRITE | DT_MF_HEAVY, precheck_upsert,
+                             run_upsert_w},
+    [DT_M_DELETE_RECORDS] = {"DeleteRecords", DT_SCOPE_TENANT, DT_MF_WRITE | DT_MF_HEAVY, precheck_delete,
+                             run_delete_w},
+    [DT_M_GET_RECORD] = {"GetRecord", DT_SCOPE_TENANT, 0, precheck_get, run_get_w},
+    [DT_M_MATCH] = {"Match", DT_SCOPE_TENANT, DT_MF_BATCHABLE | DT_MF_CACHEABLE, precheck_match, run_match_w},
+    [DT_M_STATS] = {"Stats", DT_SCOPE_TENANT_OR_ALL, 0, precheck_stats, run_stats_w},
+    [DT_M_PAIR_EVENT] = {"PairEvent", DT_SCOPE_TENANT, DT_MF_HEAVY, dt_rpc_event_precheck, run_pair_event_w},
+    [DT_M_RECORD_OUTCOME] = {"RecordOutcome", DT_SCOPE_TENANT, DT_MF_WRITE | DT_MF_HEAVY, precheck_outcome,
+                             run_record_outcome_w},
+    [DT_M_START_RERANK] = {"StartRerank", DT_SCOPE_OPERATOR, 0, dt_rpc_jobs_precheck, run_jobs_w},
+    [DT_M_GET_JOB] = {"GetJob", DT_SCOPE_OPERATOR, 0, dt_rpc_jobs_precheck, run_jobs_w},
+    [DT_M_CANCEL_JOB] = {"CancelJob", DT_SCOPE_OPERATOR, 0, dt_rpc_jobs_precheck, run_jobs_w},
+    [DT_M_LIST_JOBS] = {"ListJobs", DT_SCOPE_OPERATOR, 0, dt_rpc_jobs_precheck, run_jobs_w},
+};
+
+dt_method dt_method_find(const char *name)
+{
+    unsigned i = 0;
+    while (i < DT_M_COUNT && strcmp(dt_methods[i].name, name) != 0) i++;
+    return (dt_method)i;
 }
 
 int dt_rpc_from_cache(dt_call *c, const void *val, size_t len)

@@ -15,6 +15,7 @@
 #include <event2/http.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "auth.h"
 #include "cache.h"
 #include "dovetail/v1/matchmaker.pb-c.h"
 #include "engine.h"
@@ -65,7 +66,35 @@ typedef enum {
     DT_M_LIST_JOBS,
     DT_M_COUNT
 } dt_method;
-extern const char *const dt_method_names[DT_M_COUNT];
+
+typedef struct dt_call dt_call;
+typedef struct dt_worker dt_worker;
+
+/* What a method is, for everything around its handler. */
+enum {
+    DT_MF_WRITE = 1 << 0,     /* changes the durable state (journaled): runs even when it waited past
+                                 its deadline, since the client was told the outcome is unknown */
+    DT_MF_HEAVY = 1 << 1,     /* a heavy pool job: at most workers - 1 of them run at once (pool.h) */
+    DT_MF_BATCHABLE = 1 << 2, /* the pool may run it with others of its kind in one run_batch */
+    DT_MF_CACHEABLE = 1 << 3  /* its answers are cached by (tenant, epoch, request) */
+};
+
+/* The method table: one row per RPC, indexed by dt_method. Everything that differs between methods
+ * outside their handlers - the route name, who may call it, how the pool runs it, the checks made
+ * on the loop - is read from here (http.c, auth.c, rpc.c). Adding a method: a row here, the enum
+ * above, the handler. */
+typedef struct dt_method_def {
+    const char *name;      /* as the service descriptor names it (the route's last part) */
+    dt_auth_scope scope;   /* who may call it with --auth-file (auth.h) */
+    unsigned flags;        /* DT_MF_* */
+    /* on the loop, after decoding: checks that need only the request (limits, required fields);
+     * 0, or -1 with c->code and c->err set. NULL: none. */
+    int (*precheck)(dt_call *c);
+    void (*run)(dt_call *c, dt_worker *w); /* on a worker */
+} dt_method_def;
+extern const dt_method_def dt_methods[DT_M_COUNT];
+/* The method of a route's name, or DT_M_COUNT when there is none. */
+dt_method dt_method_find(const char *name);
 int dt_twirp_status(dt_twirp_code c);
 /* The Twirp code for a dt_err code (DT_EINVAL -> invalid_argument, ...). */
 dt_twirp_code dt_twirp_from_err(int dt_code);

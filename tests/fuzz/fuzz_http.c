@@ -75,7 +75,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg->quiet = true;
     pthread_rwlock_init(&srv.lock, NULL);
     dt_metrics_init(&srv.metrics);
-    for (unsigned i = 0; i < DT_M_COUNT; i++) srv.metrics.method_names[i] = dt_method_names[i];
+    for (unsigned i = 0; i < DT_M_COUNT; i++) srv.metrics.method_names[i] = dt_methods[i].name;
     srv.metrics.n_methods = DT_M_COUNT;
     for (int i = 0; i < TW_COUNT && i < DT_METRICS_CODES; i++) srv.metrics.code_names[i] = dt_twirp_names[i];
     srv.metrics.n_codes = TW_COUNT < DT_METRICS_CODES ? TW_COUNT : DT_METRICS_CODES;

@@ -490,10 +490,22 @@ static void test_every_service_method_has_a_scope(void **state)
     const ProtobufCServiceDescriptor *svc = &dovetail__v1__matchmaker__descriptor;
     for (unsigned i = 0; i < svc->n_methods; i++)
         if (dt_auth_method_scope(svc->methods[i].name) == DT_SCOPE_NONE)
-            fail_msg("method %s has no row in the scope table of server/auth.c: add one (tenant, "
-                     "tenant or all, or "
-                     "operator) and document it in README, Authentication",
+            fail_msg("method %s has no row in the method table of server/rpc.c (dt_methods): add one "
+                     "(its scope: tenant, tenant or all, or operator) and document it in README, "
+                     "Authentication",
                      svc->methods[i].name);
+    /* the method table and the service agree: a row for every method, a method for every row, each
+     * row with a handler; the writes are heavy */
+    assert_int_equal(svc->n_methods, DT_M_COUNT);
+    for (unsigned i = 0; i < DT_M_COUNT; i++) {
+        if (!protobuf_c_service_descriptor_get_method_by_name(svc, dt_methods[i].name))
+            fail_msg("dt_methods[%u] names %s, which the service does not have", i, dt_methods[i].name);
+        assert_non_null(dt_methods[i].run);
+        assert_int_equal(dt_method_find(dt_methods[i].name), i);
+        if (dt_methods[i].flags & DT_MF_WRITE) assert_true(dt_methods[i].flags & DT_MF_HEAVY);
+    }
+    assert_true(dt_methods[DT_M_RECORD_OUTCOME].flags & DT_MF_WRITE);
+    assert_int_equal(dt_method_find("NoSuchMethod"), DT_M_COUNT);
     assert_int_equal(dt_auth_method_scope("Match"), DT_SCOPE_TENANT);
     assert_int_equal(dt_auth_method_scope("Stats"), DT_SCOPE_TENANT_OR_ALL);
     const char *op[] = {"StartRerank", "GetJob", "CancelJob", "ListJobs", "GET /metrics"};
