@@ -455,10 +455,21 @@ static int map_file(const char *path, const uint8_t **p, uint64_t *size, dt_err 
     return rc;
 }
 
+/* Drops the mapped pages of p[from, to) (whole pages only) from this process: they are clean
+ * copies of the file, read again from the page cache if touched, so a large snapshot does not
+ * stay resident on top of the state built from it. */
+static void drop_pages(const uint8_t *p, uint64_t from, uint64_t to)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t a = (from + page - 1) / page * page, b = to / page * page;
+    if (b > a) madvise((void *)(p + a), (size_t)(b - a), MADV_DONTNEED);
+}
+
 static int deliver(const uint8_t *p, uint64_t size, dt_snapshot_cb cb, void *ud,
                    dt_snapshot_report *rep, dt_err *err)
 {
-    uint64_t tpos = size - TRAILER_SIZE, off = HEADER_SIZE;
+    uint64_t tpos = size - TRAILER_SIZE, off = HEADER_SIZE, dropped = 0;
+    drop_pages(p, 0, size); /* the verification read every page */
     while (off < tpos) {
         uint8_t type = p[off];
         uint64_t len = load_le(p + off + 1, 8);
@@ -468,6 +479,10 @@ static int deliver(const uint8_t *p, uint64_t size, dt_snapshot_cb cb, void *ud,
         }
         rep->sections++;
         off += SECTION_HEADER_SIZE + len;
+        if (off - dropped >= ((uint64_t)8 << 20)) {
+            drop_pages(p, dropped, off);
+            dropped = off;
+        }
     }
     return 0;
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "lsa.h"
 #include "text.h"
@@ -599,8 +600,10 @@ static int count_record(dt_engine *e, const dt_record *rec, counted *out, dt_err
     return term_counts(&e->toks, &out->terms, &out->n, err);
 }
 
-/* Stores rec with its counted terms (which stay the caller's). */
-static int upsert_counted(dt_engine *e, dt_record *rec, const counted *ct, dt_err *err)
+/* Stores rec with its counted terms (which stay the caller's). row (NULL: computed) is its dense
+ * row as stored before, used when it has the index's dimension. */
+static int upsert_counted(dt_engine *e, dt_record *rec, const counted *ct, const float *row, size_t row_dim,
+                          dt_err *err)
 {
     int rc = dt_record_validate(rec, err);
     if (rc) return rc;
@@ -629,7 +632,10 @@ static int upsert_counted(dt_engine *e, dt_record *rec, const counted *ct, dt_er
     if (rc == 0) {
         const dt_record *stored = dt_index_record(idx, slot);
         dt_index_set_clusters(idx, slot, cluster_mask(e, stored->region));
-        rc = set_row(t, idx, slot, stored, ct->terms, ct->n, err);
+        if (row && row_dim && row_dim == dt_index_dim(idx) && dt_index_row(idx, slot))
+            memcpy(dt_index_row(idx, slot), row, row_dim * sizeof *row);
+        else
+            rc = set_row(t, idx, slot, stored, ct->terms, ct->n, err);
         t->epoch++;
         if (!e->defer_compaction) dt_index_compact(idx, false, NULL); /* best effort: tombstones stay longer */
     }
@@ -642,9 +648,22 @@ int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err)
     if (rc) return rc;
     counted ct;
     rc = count_record(e, rec, &ct, err);
-    if (rc == 0) rc = upsert_counted(e, rec, &ct, err);
+    if (rc == 0) rc = upsert_counted(e, rec, &ct, NULL, 0, err);
     free(ct.terms);
     return rc;
+}
+
+uint64_t dt_engine_terms_fingerprint(const dt_engine *e)
+{
+    uint64_t v[4] = {DT_TEXT_RULES, DT_TEXT_SEED, DT_TEXT_BUCKET_BITS, e->opts.title_weight};
+    return XXH3_64bits(v, sizeof v);
+}
+
+int dt_engine_restore(dt_engine *e, dt_record *rec, const dt_tf *terms, size_t n, uint32_t doc_len, const float *row,
+                      size_t dim, dt_err *err)
+{
+    counted ct = {(dt_tf *)terms, n, doc_len};
+    return upsert_counted(e, rec, &ct, row, dim, err);
 }
 
 struct dt_engine_batch {
@@ -682,7 +701,7 @@ int dt_engine_batch_prepare(dt_engine *e, dt_record *const *recs, size_t n, dt_e
 int dt_engine_batch_upsert(dt_engine *e, const dt_engine_batch *b, size_t i, dt_record *rec, dt_err *err)
 {
     if (i >= b->n) return dt_err_set(err, DT_EINVAL, NULL, "record %zu of a batch of %zu", i, b->n);
-    return upsert_counted(e, rec, &b->v[i], err);
+    return upsert_counted(e, rec, &b->v[i], NULL, 0, err);
 }
 
 int dt_engine_delete(dt_engine *e, const char *tname, dt_side side, const char *id, dt_err *err)

@@ -78,6 +78,16 @@ const char *const *dt_engine_cluster(const dt_engine *e, const char *name, size_
  * the tenant's current basis (zero until the first dt_engine_build) or its own embedding. */
 int dt_engine_upsert(dt_engine *e, dt_record *rec, dt_err *err);
 int dt_engine_delete(dt_engine *e, const char *tenant, dt_side side, const char *id, dt_err *err);
+/* What a snapshot stores besides a record: its counted terms (index.h dt_tf, sorted or not), its
+ * token count and its dense row, so a restart neither tokenizes nor projects. dt_engine_restore
+ * stores rec as dt_engine_upsert would have, with these; row (dim values; NULL or another dim: it
+ * is computed) must be the row the engine gave it under the tenant's current basis. Terms are only
+ * valid for an engine with the same dt_engine_terms_fingerprint (tokenization rules and title
+ * weight) as the one that counted them. */
+uint64_t dt_engine_terms_fingerprint(const dt_engine *e);
+int dt_engine_restore(dt_engine *e, dt_record *rec, const dt_tf *terms, size_t n, uint32_t doc_len, const float *row,
+                      size_t dim, dt_err *err);
+
 /* dt_engine_upsert in two steps, so that searches need not wait while records are tokenized:
  * dt_engine_batch_prepare tokenizes recs[0..n) with the writers' tokenizer (it changes nothing a
  * search reads, but no other writer may run meanwhile); dt_engine_batch_upsert(e, b, i, recs[i])

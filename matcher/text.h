@@ -45,6 +45,10 @@
 #define DT_TEXT_BUCKET_BITS 20             /* 2^20 hash buckets */
 #define DT_TEXT_BUCKETS (1u << DT_TEXT_BUCKET_BITS)
 #define DT_TEXT_SEED 0x446f76657461696cULL /* fixed forever: changing it changes every stored vector */
+/* The tokenization rules' version: bump it with any change of what a text yields (normalisation,
+ * splitting, stop words, stemming, CJK n-grams). Snapshots store counted terms under it and fall
+ * back to re-tokenizing when it differs. */
+#define DT_TEXT_RULES 1
 #define DT_TEXT_WORD_MAX 64                /* bytes of a normalised word; longer words are dropped */
 
 typedef enum { DT_TOK_WORD = 0, DT_TOK_NUM = 1, DT_TOK_CJK1 = 2, DT_TOK_CJK2 = 3 } dt_tok_kind;

@@ -9,7 +9,11 @@
  * Snapshot sections:
  *   DT_S_BASIS   str tenant, u64 built_docs, u64 n_terms, u64 dim, n_terms u32 terms, n_terms f32
  *                idf, n_terms*dim f32 proj, dim f32 sigma (always before the tenant's records)
- *   DT_S_RECORDS u32 count, then count records
+ *   DT_S_RECORDS u32 count, then count records (written by older versions; still read)
+ *   DT_S_INDEXED u64 terms fingerprint (dt_engine_terms_fingerprint), u32 count, then count x
+ *                (record, u32 token count, u32 n, n x (u32 term, f32 tf), u32 dim, dim x f32 dense
+ *                row): what the index holds, so a restart neither tokenizes nor projects (an engine
+ *                with another fingerprint re-tokenizes the records instead)
  *   DT_S_OUTCOMES str tenant, u32 count, count outcome events: a tenant's events in arrival order,
  *                split over as many sections as needed (replaying them through dt_outcome_add
  *                rebuilds the same store)
@@ -224,6 +228,60 @@ static int apply_upsert_entry(apply_ctx *ax, dt_codec_reader *rd, const char *wh
     return rc;
 }
 
+/* A DT_S_INDEXED section. Rows are used only with the bases (dense); terms only when the
+ * fingerprint matches this engine's tokenizer. */
+static int apply_indexed(const apply_ctx *ax, dt_codec_reader *rd, dt_err *err)
+{
+    const char *what = "snapshot records";
+    uint64_t fp;
+    uint32_t n;
+    int rc = dt_codec_get_u64(rd, &fp, "fingerprint", err);
+    if (!rc) rc = dt_codec_get_count(rd, &n, MAX_IDS, 20, "count", err);
+    bool same = fp == dt_engine_terms_fingerprint(ax->e);
+    dt_tf *terms = NULL;
+    float *row = NULL;
+    size_t terms_cap = 0, row_cap = 0;
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        dt_record r;
+        uint32_t doc_len = 0, nt = 0, dim = 0;
+        rc = dt_codec_get_record(rd, &r, err);
+        if (rc) break;
+        if (!rc) rc = dt_codec_get_u32(rd, &doc_len, "doc_len", err);
+        if (!rc) rc = dt_codec_get_count(rd, &nt, 1u << 24, 8, "terms", err);
+        if (!rc && nt > terms_cap) {
+            dt_tf *v = realloc(terms, nt * sizeof *v);
+            if (!v) rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory loading a snapshot");
+            else terms = v, terms_cap = nt;
+        }
+        for (uint32_t k = 0; !rc && k < nt; k++) {
+            rc = dt_codec_get_u32(rd, &terms[k].term, "term", err);
+            if (!rc) rc = dt_codec_get_f32(rd, &terms[k].tf, "tf", err);
+        }
+        if (!rc) rc = dt_codec_get_count(rd, &dim, DT_DIM_MAX, 4, "dim", err);
+        if (!rc && dim > row_cap) {
+            float *v = realloc(row, dim * sizeof *v);
+            if (!v) rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory loading a snapshot");
+            else row = v, row_cap = dim;
+        }
+        for (uint32_t k = 0; !rc && k < dim; k++) rc = dt_codec_get_f32(rd, &row[k], "row", err);
+        if (!rc) {
+            if (same)
+                rc = dt_engine_restore(ax->e, &r, terms, nt, doc_len, ax->dense ? row : NULL, ax->dense ? dim : 0, err);
+            else
+                rc = dt_engine_upsert(ax->e, &r, err);
+            if (rc) {
+                char m[200];
+                snprintf(m, sizeof m, "%s: stored record '%.128s' refused: ", what, r.id ? r.id : "");
+                rc = err_prefix(err, rc == -DT_ENOMEM ? DT_ENOMEM : DT_ECORRUPT, m);
+            }
+        }
+        dt_record_free(&r);
+    }
+    free(terms);
+    free(row);
+    return rc ? rc : dt_codec_reader_end(rd, what, err);
+}
+
 static int apply_entry(void *ud, uint8_t type, const uint8_t *p, size_t len, uint64_t seq, dt_err *err)
 {
     apply_ctx *ax = ud;
@@ -287,6 +345,7 @@ static int apply_section(void *ud, uint8_t type, const uint8_t *p, size_t len, d
     dt_codec_reader rd;
     dt_codec_reader_init(&rd, p, len);
     if (type == DT_S_RECORDS) return apply_records(e, &rd, "snapshot records", err);
+    if (type == DT_S_INDEXED) return apply_indexed(ax, &rd, err);
     if (type == DT_S_OUTCOMES) return apply_outcomes(ax->os, &rd, "snapshot outcomes", err);
     if (type == DT_S_SERVED) return apply_served(ax->os, &rd, "snapshot served counts", err);
     if (type == DT_S_EPOCHS) return apply_epochs(e, &rd, err);
@@ -504,6 +563,7 @@ static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
 {
     size_t nt;
     const char *const *names = dt_engine_tenants(d->e, &nt);
+    uint64_t fingerprint = dt_engine_terms_fingerprint(d->e);
     dt_codec_buf b;
     dt_codec_buf_init(&b);
     int rc = 0;
@@ -513,20 +573,33 @@ static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
         for (int side = 0; rc == 0 && side < 2; side++) {
             dt_index *idx = dt_engine_index(d->e, names[t], (dt_side)side);
             size_t slots = idx ? dt_index_slots(idx) : 0, s = 0;
+            size_t dim = idx ? dt_index_dim(idx) : 0;
+            const float *X = idx ? dt_index_matrix(idx) : NULL;
             while (rc == 0 && s < slots) {
                 dt_codec_buf_reset(&b);
+                dt_codec_put_u64(&b, fingerprint);
                 dt_codec_put_u32(&b, 0); /* count, patched below */
                 uint32_t count = 0;
                 for (; s < slots && count < RECORDS_PER_SECTION && rc == 0; s++) {
                     if (!dt_index_live(idx, (uint32_t)s)) continue;
                     rc = dt_codec_put_record(&b, dt_index_record(idx, (uint32_t)s), err);
+                    const dt_tf *tf;
+                    size_t k;
+                    dt_index_terms(idx, (uint32_t)s, &tf, &k);
+                    dt_codec_put_u32(&b, dt_index_doc_len(idx, (uint32_t)s));
+                    dt_codec_put_u32(&b, (uint32_t)k);
+                    for (size_t i = 0; i < k; i++) {
+                        dt_codec_put_u32(&b, tf[i].term);
+                        dt_codec_put_f32(&b, tf[i].tf);
+                    }
+                    dt_codec_put_u32(&b, X ? (uint32_t)dim : 0);
+                    for (size_t i = 0; X && i < dim; i++) dt_codec_put_f32(&b, X[s * dim + i]);
                     count++;
                 }
                 if (rc || count == 0) break;
                 if ((rc = dt_codec_buf_check(&b, err)) == 0) {
-                    b.data[0] = (uint8_t)count, b.data[1] = (uint8_t)(count >> 8);
-                    b.data[2] = (uint8_t)(count >> 16), b.data[3] = (uint8_t)(count >> 24);
-                    rc = dt_snapshot_put(w, DT_S_RECORDS, b.data, b.len, err);
+                    for (int i = 0; i < 4; i++) b.data[8 + i] = (uint8_t)(count >> (8 * i));
+                    rc = dt_snapshot_put(w, DT_S_INDEXED, b.data, b.len, err);
                 }
             }
         }

@@ -27,7 +27,7 @@
 /* journal entry types */
 enum { DT_J_UPSERT = 1, DT_J_DELETE = 2, DT_J_BUILD = 3, DT_J_OUTCOMES = 4 };
 /* snapshot section types */
-enum { DT_S_BASIS = 1, DT_S_RECORDS = 2, DT_S_OUTCOMES = 3, DT_S_SERVED = 4, DT_S_EPOCHS = 5 };
+enum { DT_S_BASIS = 1, DT_S_RECORDS = 2, DT_S_OUTCOMES = 3, DT_S_SERVED = 4, DT_S_EPOCHS = 5, DT_S_INDEXED = 6 };
 
 typedef struct dt_durable_opts {
     const char *dir;

@@ -360,7 +360,7 @@ static void test_directory_without_outcomes_loads(void **unused)
     types_seen ts = {0};
     uint64_t seq;
     assert_int_equal(dt_snapshot_load_latest(st.dir, see_type, &ts, &seq, NULL, &err), 0);
-    assert_int_equal(ts.mask, 1u << DT_S_RECORDS | 1u << DT_S_EPOCHS);
+    assert_int_equal(ts.mask, 1u << DT_S_INDEXED | 1u << DT_S_EPOCHS);
     open_state(&st);
     size_t nt;
     dt_outcome_tenants(st.os, &nt);
@@ -492,6 +492,56 @@ static void test_entry_of_a_refused_batch_is_skipped_whole(void **unused)
     assert_null(dt_engine_get(st.e, "e", DT_ACHIEVEMENT, "r1"));
     close_state(&st);
     remove_dir(dir);
+}
+
+/* A restart from a snapshot restores every record's terms and dense row exactly as the index held
+ * them (nothing is tokenized or projected again: the rows are bitwise equal, basis included), and
+ * a search ranks the same. */
+static void test_snapshot_restores_terms_and_rows(void **unused)
+{
+    (void)unused;
+    state st;
+    memset(&st, 0, sizeof st);
+    st.dir = make_dir();
+    open_state(&st);
+    put_records(&st, "t", 15); /* 30 records: enough for an LSA basis */
+    dt_err err = DT_ERR_INIT;
+    assert_int_equal(dt_engine_build(st.e, "t", &err), 0);
+    assert_int_equal(dt_durable_log_build(st.d, "t", NULL, &err), 0);
+    assert_string_equal(dt_engine_dense_kind(st.e, "t"), "lsa");
+    assert_int_equal(dt_durable_snapshot(st.d, &err), 0);
+    dt_durable_close(st.d, false);
+    st.d = NULL;
+    dt_engine *e1 = st.e;
+    dt_outcome_store *os1 = st.os;
+    pthread_rwlock_destroy(&st.lock);
+    open_state(&st);
+    assert_string_equal(dt_engine_dense_kind(st.e, "t"), "lsa");
+    for (int side = 0; side < 2; side++) {
+        dt_index *a = dt_engine_index(e1, "t", (dt_side)side), *b = dt_engine_index(st.e, "t", (dt_side)side);
+        assert_int_equal(dt_index_count(a), dt_index_count(b));
+        size_t dim = dt_index_dim(a);
+        assert_true(dim > 0);
+        assert_int_equal(dt_index_dim(b), dim);
+        for (uint32_t s = 0; s < dt_index_slots(a); s++) {
+            if (!dt_index_live(a, s)) continue;
+            int64_t o = dt_index_find(b, dt_index_record(a, s)->id);
+            assert_true(o >= 0);
+            assert_memory_equal(dt_index_row(a, s), dt_index_row(b, (uint32_t)o), dim * sizeof(float));
+            const dt_tf *ta, *tb;
+            size_t na, nb;
+            dt_index_terms(a, s, &ta, &na);
+            dt_index_terms(b, (uint32_t)o, &tb, &nb);
+            assert_int_equal(na, nb);
+            assert_memory_equal(ta, tb, na * sizeof *ta);
+            assert_int_equal(dt_index_doc_len(a, s), dt_index_doc_len(b, (uint32_t)o));
+        }
+    }
+    assert_int_equal(dt_engine_epoch(e1, "t"), dt_engine_epoch(st.e, "t"));
+    dt_outcome_store_free(os1);
+    dt_engine_free(e1);
+    close_state(&st);
+    remove_dir(st.dir);
 }
 
 /* The epoch a snapshot was taken at comes back, and the journal after it continues it. */
@@ -676,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_directory_without_outcomes_loads),
         cmocka_unit_test(test_entry_of_a_refused_batch_is_skipped_whole),
         cmocka_unit_test(test_epochs_survive_restarts),
+        cmocka_unit_test(test_snapshot_restores_terms_and_rows),
         cmocka_unit_test(test_damaged_outcome_entries_are_refused_with_clear_errors),
         cmocka_unit_test(test_damaged_outcome_sections_are_refused),
         cmocka_unit_test(test_readonly_load),
