@@ -695,8 +695,8 @@ static void run_start(dt_call *c, dt_jobs *J)
     ro.threads = s->cfg.rerank_threads;
     /* each batch is searched under the engine's read lock, and a writer waiting for that lock holds
      * up every Match behind it (the lock prefers writers): short batches keep that wait short (at
-     * 100k records a batch of 64 searches in about 0.1 s, one of 512 in about 1 s) */
-    ro.batch = 64;
+     * 100k records a record's search with feedback takes about 10 ms, so 16 of them about 0.15 s) */
+    ro.batch = 16;
     ro.outcomes = s->outcomes;
     ro.emit = job_emit;
     ro.emit_ud = jb;
