@@ -1,6 +1,6 @@
 # Dovetail build. Out of tree into $(BUILD) (default build/). `make help` lists the targets.
 #
-# Layout: matcher/ + loaders/ -> $(BUILD)/libdovetail.a; cli/ -> $(BUILD)/dovetail;
+# Layout: matcher/ + loaders/ + store/ -> $(BUILD)/libdovetail.a; cli/ -> $(BUILD)/dovetail;
 # server/ + generated proto code -> $(BUILD)/dovetaild; tests/unit/test_*.c -> one binary each.
 
 BUILD ?= build
@@ -17,11 +17,11 @@ LDSAN := -fsanitize=address,undefined
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CPPFLAGS += -Imatcher -Iloaders -Iserver -I$(BUILD)/gen
+CPPFLAGS += -Imatcher -Iloaders -Istore -Iserver -I$(BUILD)/gen
 CFLAGS := $(CFLAGS_BASE) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS := $(PKG_LIBS) -lstemmer -lcsv -lm -pthread $(LDSAN)
 
-LIB_SRC := $(wildcard matcher/*.c loaders/*.c)
+LIB_SRC := $(wildcard matcher/*.c loaders/*.c store/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libdovetail.a
 
@@ -33,7 +33,7 @@ CLI_SRC := $(wildcard cli/*.c)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_SRC := $(wildcard server/*.c)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
-# server/ objects other than main.c are a library the CLI and the tests may link too
+# server/ objects other than main.c are a library the unit tests link (the CLI needs none of them)
 SERVER_LIB_OBJ := $(filter-out $(BUILD)/obj/server/main.o,$(SERVER_OBJ))
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -77,7 +77,7 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/dovetail: $(CLI_OBJ) $(SERVER_LIB_OBJ) $(PROTO_OBJ) $(LIB)
+$(BUILD)/dovetail: $(CLI_OBJ) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/dovetaild: $(SERVER_OBJ) $(PROTO_OBJ) $(LIB)
@@ -131,7 +131,7 @@ run: deps
 	./scripts/run.sh $(BUILD)
 
 fmt:
-	clang-format -i $(LIB_SRC) $(CLI_SRC) $(SERVER_SRC) matcher/*.h loaders/*.h
+	clang-format -i $(LIB_SRC) $(CLI_SRC) $(SERVER_SRC) matcher/*.h loaders/*.h store/*.h
 
 clean:
 	rm -rf $(BUILD)

@@ -3,7 +3,7 @@
  *
  * One JSON object per line with the keys demand_id, achievement_id, kind, reason, amount, at and
  * tenant (docs/rerank.md); blank lines are skipped. What it is not: a reader of the daemon's
- * journal (server/durable.c), or a client of RecordOutcome.
+ * journal (store/durable.c), or a client of RecordOutcome.
  */
 #include <errno.h>
 #include <jansson.h>

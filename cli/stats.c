@@ -1,7 +1,7 @@
 /* stats.c - `dovetail stats`: tracking statistics per tenant and per (field, region) group.
  *
  * Input is either record files plus outcome files (loaded as `dovetail rerank` loads them) or a
- * daemon's data directory, read without writing it (server/durable.h, dt_durable_load_readonly),
+ * daemon's data directory, read without writing it (store/durable.h, dt_durable_load_readonly),
  * also while the daemon runs. The numbers are dt_outcome_stats' (matcher/outcome.h), the same the
  * Stats RPC returns. Output: a table, or JSON with --json.
  * What it is not: a client of a running daemon (call the Stats RPC for live served counts).

@@ -1,5 +1,5 @@
 /* fuzz_codec.c - libFuzzer target: dt_codec_decode_record and dt_codec_get_outcome
- * (loaders/codec.h), plus the payload decoders of dovetaild's journal entries and snapshot sections
+ * (store/codec.h), plus the payload decoders of dovetaild's journal entries and snapshot sections
  * (fuzz_durable.h) over the same bytes.
  *
  * Checks: a refusal is -DT_ECORRUPT (or -DT_ENOMEM) with err filled and the record left empty; a

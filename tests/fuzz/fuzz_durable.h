@@ -1,5 +1,5 @@
 /* fuzz_durable.h - decoders for the payloads dovetaild stores in journal entries and snapshot
- * sections (server/durable.c, docs/durability.md), written against loaders/codec.h the way the
+ * sections (store/durable.c, docs/durability.md), written against store/codec.h the way the
  * daemon reads them, for the journal, snapshot and codec fuzz targets. They only read: nothing is
  * applied to an engine. Each returns 0 or the codec's error (err filled).
  */

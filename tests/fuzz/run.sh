@@ -56,15 +56,15 @@ GEN=$FUZZ_BUILD/gen
 OBJ=$FUZZ_BUILD/obj
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -pthread -fno-strict-aliasing -Wall -Wextra $SAN \
--Imatcher -Iloaders -Iserver -I$GEN -Itests/fuzz $(pkg-config --cflags $PKGS)"
+-Imatcher -Iloaders -Istore -Iserver -I$GEN -Itests/fuzz $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS) -lstemmer -lcsv -lm -pthread"
 
 # ---- build ----
 mkdir -p "$OBJ" "$FUZZ_BUILD/log"
 make -s BUILD="$FUZZ_BUILD" "$GEN/dovetail/v1/matchmaker.pb-c.c" >/dev/null
 
-HEADERS=$(ls matcher/*.h loaders/*.h server/*.h "$GEN"/dovetail/v1/*.h)
-SRCS="$(ls matcher/*.c loaders/*.c server/*.c | grep -v '^server/main\.c$') $GEN/dovetail/v1/matchmaker.pb-c.c"
+HEADERS=$(ls matcher/*.h loaders/*.h store/*.h server/*.h "$GEN"/dovetail/v1/*.h)
+SRCS="$(ls matcher/*.c loaders/*.c store/*.c server/*.c | grep -v '^server/main\.c$') $GEN/dovetail/v1/matchmaker.pb-c.c"
 stale() { # stale OBJECT SOURCE: the object is missing or older than its source or any header
     [ -f "$1" ] || return 0
     [ "$2" -nt "$1" ] && return 0

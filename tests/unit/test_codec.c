@@ -1,5 +1,5 @@
 /* test_codec.c - the record and outcome event encodings and the checked writer/reader
- * (loaders/codec.c).
+ * (store/codec.c).
  *
  * Round trips of random records compared field by field (bit patterns for floats), the byte layout
  * against docs/durability.md, encoder refusals, and hostile input: every truncation and every byte

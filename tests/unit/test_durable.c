@@ -1,4 +1,4 @@
-/* test_durable.c - the daemon's durable state with outcomes (server/durable.c): outcome events
+/* test_durable.c - the daemon's durable state with outcomes (store/durable.c): outcome events
  * journaled per call and snapshotted per tenant, served counts in snapshots only, old directories
  * without outcomes, damaged outcome payloads refused with the entry and field named, and the
  * read-only load that `dovetail stats --data-dir` uses (no byte of the directory changes, a torn

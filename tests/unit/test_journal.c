@@ -1,4 +1,4 @@
-/* test_journal.c - journal append, group commit, rotation, pruning and replay (loaders/journal.c).
+/* test_journal.c - journal append, group commit, rotation, pruning and replay (store/journal.c).
  *
  * Every test works in its own mkdtemp directory under /tmp. Damage is made by rewriting the files
  * with plain I/O: every cut inside the last entry (a torn tail) and inside the first entry of the

@@ -1,4 +1,4 @@
-/* test_snapshot.c - snapshot writing, verification and fallback (loaders/snapshot.c).
+/* test_snapshot.c - snapshot writing, verification and fallback (store/snapshot.c).
  *
  * Every test works in its own mkdtemp directory under /tmp. Damage: truncation and byte flips at
  * hundreds of random offsets. The rule checked each time: a load either delivers exactly the

@@ -4,12 +4,13 @@
  * served" counters). Served counts reach the journal never, snapshots only: the counts since the
  * last snapshot are lost on a crash (a clean shutdown takes a final snapshot).
  *
- * Writes: a handler encodes the mutation, takes the engine write lock, appends ONE journal entry
- * for the whole call (so a crash never leaves half a call applied), then applies it (so a refused
- * append changes nothing), releases the lock,
- * then waits in dt_durable_sync until the entry is durable under the fsync policy, and only then
- * acknowledges. Start-up: the newest valid snapshot, then the journal after it (a torn tail is cut
- * and logged; damage in the middle refuses to start unless nothing after it can be trusted anyway).
+ * Writes (the daemon's, docs/design.md "Concurrency model"): with the commit mutex held, a handler
+ * checks the whole request against the current state, encodes it, appends ONE journal entry for
+ * the whole call (so a crash never leaves half a call applied, and a refused request leaves
+ * nothing), applies it under the engine write lock (so a refused append changes nothing), releases
+ * both, then waits in dt_durable_sync until the entry is durable under the fsync policy, and only
+ * then acknowledges. Start-up: the newest valid snapshot, then the journal after it (a torn tail is
+ * cut and logged; a damaged complete entry, or damage in the middle, refuses to start).
  * Snapshots are written by a background thread once the journal has grown by a threshold, at
  * start-up after bulk files were loaded, and at shutdown.
  */

@@ -11,7 +11,7 @@
  * Reading verifies a whole file before delivering any of it, so a callback never sees data from a
  * file that turns out to be damaged.
  *
- * Not here: what the sections hold (server/ encodes them, e.g. with codec.h), the journal
+ * Not here: what the sections hold (durable.c encodes them with codec.h), the journal
  * (journal.h). One writer at a time per directory (the daemon holds dt_journal_lock_dir).
  */
 #ifndef DT_SNAPSHOT_H

@@ -17,7 +17,7 @@
  * older file, and any gap between sequence numbers, is corruption: replay refuses and names file
  * and offset.
  *
- * Not here: what the payloads mean (server/), snapshots (snapshot.h).
+ * Not here: what the payloads mean (durable.c), snapshots (snapshot.h).
  */
 #ifndef DT_JOURNAL_H
 #define DT_JOURNAL_H
