@@ -2,7 +2,9 @@
 """Crash test: nothing acknowledged is lost, nothing unacknowledged appears half-applied.
 
 Writers upsert batches and delete through the RPC while dovetaild (--data-dir, --fsync always) is
-killed with SIGKILL at random moments, CYCLES times (default 50, env CRASH_CYCLES). After every
+killed with SIGKILL at random moments, CYCLES times (default 50, env CRASH_CYCLES); one batch in
+ten carries a bad record (TRL 10, no id, a wrong-length embedding) and must be refused whole and
+never become visible, before or after a kill. After every
 restart each id must hold its last acknowledged value (or be absent when its last acknowledged
 operation was a delete), except ids whose operation was in flight at the kill: those may hold
 either the old or the new value. Every batch is one journal entry, so an in-flight batch must be
@@ -45,6 +47,7 @@ class Model:
         self.batches = []      # unacknowledged upsert batches: (ids, value)
         self.n_acked = 0
         self.op = 0
+        self.refused = [0, 0]  # answers to batches that must be refused: [not 400, 400]
 
 
 def writer(model, base, stop, seed, mine):
@@ -57,7 +60,29 @@ def writer(model, base, stop, seed, mine):
         with model.lock:
             model.op += 1
             op = model.op
-        if rnd.random() < 0.8:
+        roll = rnd.random()
+        if roll < 0.1:
+            # a batch the daemon must refuse whole: good records next to a bad one; its value must
+            # never be visible, acknowledged or not, before or after any kill
+            value = "x%d" % op
+            recs = [{"id": i, "side": "SIDE_ACHIEVEMENT", "title": "record %s" % i,
+                     "text": "值 %s value %s for %s" % (value, value, i)} for i in ids]
+            bad = rnd.choice([{"id": ids[0], "side": "SIDE_ACHIEVEMENT", "text": "x", "trl": 10},
+                              {"id": "", "side": "SIDE_ACHIEVEMENT", "text": "x"},
+                              {"id": ids[0], "side": "SIDE_ACHIEVEMENT", "text": "x", "embedding": [1, 0]}])
+            recs.insert(rnd.randint(0, len(recs)), bad)
+            try:
+                st, _ = call(sess, base, "UpsertRecords", {"records": recs})
+            except requests.RequestException:
+                st = None
+            with model.lock:
+                model.pending.pop(op, None)
+                if st is not None:
+                    model.refused[st == 400] += 1
+            if stop.is_set():
+                return
+            continue
+        if roll < 0.8:
             value = "v%d" % op
             recs = [{"id": i, "side": "SIDE_ACHIEVEMENT", "title": "record %s" % i,
                      "text": "值 %s value %s for %s" % (value, value, i)} for i in ids]
@@ -182,6 +207,9 @@ def main():
         tap.eq(lost, 0, "no acknowledged write lost")
         tap.eq(wrong, 0, "no record holds a value nobody wrote or an old acknowledged one")
         tap.eq(half, 0, "no unacknowledged batch half-applied")
+        tap.ok(model.refused[1] > 0 and model.refused[0] == 0,
+               "every batch with a bad record was refused with invalid_argument (%d), none stored (%d not refused)"
+               % (model.refused[1], model.refused[0]))
     except Exception as e:  # a crash of the test itself is a failure, with its reason
         tap.ok(False, "crash test ran to the end", repr(e))
     finally:
