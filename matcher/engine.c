@@ -588,12 +588,14 @@ typedef struct counted {
     dt_tf *terms;
     size_t n;
     uint32_t doc_len;
+    float *row; /* dt_engine_batch_prepare: the row on the tenant's LSA basis of then, or NULL */
 } counted;
 
 static int count_record(dt_engine *e, const dt_record *rec, counted *out, dt_err *err)
 {
     out->terms = NULL;
     out->n = 0;
+    out->row = NULL;
     int rc = tokenize_record(e->text, e->opts.title_weight, rec, &e->toks, err);
     if (rc) return rc;
     out->doc_len = (uint32_t)e->toks.n;
@@ -662,7 +664,7 @@ uint64_t dt_engine_terms_fingerprint(const dt_engine *e)
 int dt_engine_restore(dt_engine *e, dt_record *rec, const dt_tf *terms, size_t n, uint32_t doc_len, const float *row,
                       size_t dim, dt_err *err)
 {
-    counted ct = {(dt_tf *)terms, n, doc_len};
+    counted ct = {(dt_tf *)terms, n, doc_len, NULL};
     return upsert_counted(e, rec, &ct, row, dim, err);
 }
 
@@ -674,7 +676,10 @@ struct dt_engine_batch {
 void dt_engine_batch_free(dt_engine_batch *b)
 {
     if (!b) return;
-    for (size_t i = 0; i < b->n; i++) free(b->v[i].terms);
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->v[i].terms);
+        free(b->v[i].row);
+    }
     free(b->v);
     free(b);
 }
@@ -688,8 +693,19 @@ int dt_engine_batch_prepare(dt_engine *e, dt_record *const *recs, size_t n, dt_e
         return dt_err_set(err, DT_ENOMEM, NULL, "out of memory tokenizing %zu records", n);
     }
     for (; b->n < n; b->n++) {
-        int rc = count_record(e, recs[b->n], &b->v[b->n], err);
+        counted *ct = &b->v[b->n];
+        int rc = count_record(e, recs[b->n], ct, err);
+        /* the projection on the tenant's basis too: no writer can change the basis before the
+         * records are stored, and it is most of a record's cost under the write lock */
+        const tenant *t = rc ? NULL : find_tenant(e, recs[b->n]->tenant);
+        if (t && t->kind == DENSE_LSA && !recs[b->n]->embedding && t->lsa.dim) {
+            if (!(ct->row = malloc(t->lsa.dim * sizeof *ct->row)))
+                rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory projecting %zu records", n);
+            else
+                rc = lsa_project_terms(t, ct->terms, ct->n, ct->row, err);
+        }
         if (rc) {
+            b->n++; /* free this one's terms too */
             dt_engine_batch_free(b);
             return rc;
         }
@@ -701,7 +717,12 @@ int dt_engine_batch_prepare(dt_engine *e, dt_record *const *recs, size_t n, dt_e
 int dt_engine_batch_upsert(dt_engine *e, const dt_engine_batch *b, size_t i, dt_record *rec, dt_err *err)
 {
     if (i >= b->n) return dt_err_set(err, DT_EINVAL, NULL, "record %zu of a batch of %zu", i, b->n);
-    return upsert_counted(e, rec, &b->v[i], NULL, 0, err);
+    /* a row projected at prepare is used while the tenant still ranks by that basis (a record of
+     * the batch cannot change it: the contract keeps embeddings out of an LSA tenant with records) */
+    const tenant *t = find_tenant(e, rec->tenant);
+    const counted *ct = &b->v[i];
+    bool lsa = ct->row && t && t->kind == DENSE_LSA;
+    return upsert_counted(e, rec, ct, lsa ? ct->row : NULL, lsa ? t->lsa.dim : 0, err);
 }
 
 int dt_engine_delete(dt_engine *e, const char *tname, dt_side side, const char *id, dt_err *err)
@@ -770,7 +791,7 @@ int dt_engine_compaction_install(dt_engine *e, dt_engine_compaction *c, dt_err *
         if (!t || !t->idx[s]) return dt_err_set(err, DT_ENOTFOUND, "tenant", "no tenant '%s'", c->tenant);
         int rc = dt_index_compact_install(t->idx[s], c->fresh[s], err);
         if (rc) return rc;
-        c->fresh[s] = NULL;
+        /* c->fresh[s] now holds the old contents: dt_engine_compaction_free frees them */
     }
     return 0;
 }

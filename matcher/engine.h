@@ -129,7 +129,9 @@ int dt_engine_build(dt_engine *e, const char *tenant, dt_err *err);
  * an index is rebuilt: dt_engine_compaction_prepare reads the engine (searches may run, writers may
  * not) and sets *out to the tenant's compacted indexes, or NULL when none is due;
  * dt_engine_compaction_install (exclusive access) swaps them in; it refuses (-DT_EINVAL) an index
- * that changed since. dt_engine_compact is both steps. Neither changes a tenant's epoch. */
+ * that changed since. dt_engine_compaction_free (after the exclusive section) frees what was
+ * replaced, or an uninstalled compaction. dt_engine_compact is all three. Neither changes a
+ * tenant's epoch. */
 void dt_engine_defer_compaction(dt_engine *e, bool defer);
 typedef struct dt_engine_compaction dt_engine_compaction;
 int dt_engine_compaction_prepare(const dt_engine *e, const char *tenant, dt_engine_compaction **out, dt_err *err);

@@ -631,8 +631,7 @@ int dt_index_compact_install(dt_index *idx, dt_index *fresh, dt_err *err)
     fresh->epoch = idx->epoch + 1;
     dt_index tmp = *idx;
     *idx = *fresh;
-    *fresh = tmp;
-    dt_index_free(fresh);
+    *fresh = tmp; /* the old contents, for the caller to free */
     return 0;
 }
 
@@ -642,6 +641,7 @@ int dt_index_compact(dt_index *idx, bool force, dt_err *err)
     int rc = dt_index_compact_build(idx, force, &fresh, err);
     if (rc <= 0) return rc;
     rc = dt_index_compact_install(idx, fresh, err);
+    dt_index_free(fresh);
     return rc ? rc : 1;
 }
 

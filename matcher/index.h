@@ -131,8 +131,9 @@ int dt_index_compact(dt_index *idx, bool force, dt_err *err);
  * dt_index_compact_build reads idx (searches may run, writers may not) and, when compaction is
  * due, sets *out to a compacted copy and returns 1 (0: not due, *out NULL). The copy shares the
  * records' strings with idx: dt_index_compact_install (exclusive access) swaps it in and hands them
- * over; dt_index_free drops an uninstalled copy without touching them. Install refuses
- * (-DT_EINVAL) when idx changed since the build, and frees nothing then. */
+ * over, leaving the old contents in fresh - free it with dt_index_free after the exclusive section
+ * (freeing an index's postings takes a while); dt_index_free drops an uninstalled copy without
+ * touching the records. Install refuses (-DT_EINVAL) when idx changed since the build. */
 int dt_index_compact_build(const dt_index *idx, bool force, dt_index **out, dt_err *err);
 int dt_index_compact_install(dt_index *idx, dt_index *fresh, dt_err *err);
 

@@ -644,6 +644,14 @@ static void test_two_step_writes_equal_one_step(void **state)
     for (size_t i = 0; i < 3; i++) assert_int_equal(dt_engine_batch_upsert(b, bt, i, &recs[i], &err), 0);
     dt_engine_batch_free(bt);
     assert_int_equal(dt_engine_epoch(a, "t"), dt_engine_epoch(b, "t"));
+    /* rows projected at prepare are the rows dt_engine_upsert gives */
+    for (int i = 0; i < 3; i++) {
+        snprintf(ids, sizeof ids, "n%d", i);
+        dt_index *ia = dt_engine_index(a, "t", DT_ACHIEVEMENT), *ib = dt_engine_index(b, "t", DT_ACHIEVEMENT);
+        int64_t sa = dt_index_find(ia, ids), sb = dt_index_find(ib, ids);
+        assert_true(sa >= 0 && sb >= 0);
+        assert_memory_equal(dt_index_row(ia, (uint32_t)sa), dt_index_row(ib, (uint32_t)sb), 16 * sizeof(float));
+    }
     assert_int_equal(dt_engine_build(a, "t", &err), 0);
     dt_engine_relearn *rl = NULL;
     assert_int_equal(dt_engine_relearn_prepare(b, "t", &rl, &err), 0);
