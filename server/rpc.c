@@ -448,8 +448,6 @@ static void after_write(dt_server *s, const char *tenant, uint64_t *seq)
     dt_engine_relearn_free(rl);
 }
 
-
-
 static void run_upsert(dt_call *c)
 {
     const Dovetail__V1__UpsertRecordsRequest *rq = (const void *)c->in;
@@ -480,7 +478,7 @@ static void run_upsert(dt_call *c)
         ok = 0;
     }
     if (ok == n) {
-        /* writers excluded from here on; searches go on until the write lock (dt_rpc_write_lock) */
+        /* writers excluded from here on; searches go on until the write lock below */
         pthread_mutex_lock(&s->commit);
         size_t done = 0, bad = 0;
         dt_engine_batch *tok = NULL;
