@@ -495,21 +495,20 @@ static int tenant_emb_rule(const tenant *t, size_t *dim, size_t *live)
     return *live ? EMB_NONE : EMB_ANY;
 }
 
-static int emb_refuse(const dt_record *r, const char *tname, int rule, size_t dim, size_t live, bool in_batch,
-                      dt_err *err)
+static int emb_refuse(const dt_record *r, const char *tname, int rule, size_t dim, bool in_batch, dt_err *err)
 {
     if (rule == EMB_EXTERNAL && !r->embedding)
         return dt_err_set(err, DT_EINVAL, "embedding",
-                          "required: tenant '%s' ranks by external embeddings of %zu values (%s), so every record "
+                          "required: tenant '%s' ranks by external embeddings of %zu values%s, so every record "
                           "carries one",
-                          tname, dim, in_batch ? "as the earlier records of this request do" : "all or none");
+                          tname, dim, in_batch ? " (set by the earlier records of this request)" : "");
     if (rule == EMB_EXTERNAL)
-        return dt_err_set(err, DT_EINVAL, "embedding", "has %zu values; tenant '%s' uses %zu (%s)", r->dim, tname,
-                          dim, in_batch ? "set by the earlier records of this request" : "every record the same length");
+        return dt_err_set(err, DT_EINVAL, "embedding", "has %zu values; tenant '%s' uses %zu%s", r->dim, tname, dim,
+                          in_batch ? " (set by the earlier records of this request)" : "");
     return dt_err_set(err, DT_EINVAL, "embedding",
-                      "not allowed: tenant '%s' ranks by Dovetail's own vectors (%s have no embedding); send all of "
-                      "a tenant's records with embeddings of one length, or none",
-                      tname, in_batch ? "earlier records of this request" : live == 1 ? "its stored record does" : "its stored records");
+                      "not allowed: tenant '%s' ranks by Dovetail's own vectors (%s no embedding); send all of a "
+                      "tenant's records with embeddings of one length, or none",
+                      tname, in_batch ? "the earlier records of this request carry" : "its stored records carry");
 }
 
 /* strict: the contract; otherwise only what dt_engine_upsert refuses (a record's embedding
@@ -564,7 +563,7 @@ static int check_batch(const dt_engine *e, dt_record *const *recs, size_t n, boo
         }
         bool ok = ru->rule == EMB_NONE ? !r->embedding : r->embedding ? r->dim == ru->dim : !strict;
         if (!ok) {
-            rc = emb_refuse(r, tname, ru->rule, ru->dim, ru->live, ru->from_batch, err);
+            rc = emb_refuse(r, tname, ru->rule, ru->dim, ru->from_batch, err);
             break;
         }
     }
