@@ -392,7 +392,9 @@ int dt_index_put(dt_index *idx, dt_record *rec, const dt_tf *terms, size_t n_ter
     dt_tf *mine = idx->terms + idx->terms_len;
     if (n_terms) { /* a record with no text has no terms (and terms may be NULL) */
         memcpy(mine, terms, n_terms * sizeof *mine);
-        qsort(mine, n_terms, sizeof *mine, cmp_tf);
+        size_t i = 1;
+        while (i < n_terms && mine[i - 1].term < mine[i].term) i++;
+        if (i < n_terms) qsort(mine, n_terms, sizeof *mine, cmp_tf); /* restored terms come sorted */
     }
     /* Postings first: the only step after the checks above that can fail halfway. A failure leaves
      * postings pointing at slot n, which is not in use and is overwritten by the next put. */

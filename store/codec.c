@@ -105,6 +105,24 @@ int dt_codec_put_f32(dt_codec_buf *b, float v)
     return put_le(b, bits, 4);
 }
 
+int dt_codec_put_f32s(dt_codec_buf *b, const float *v, size_t n)
+{
+    if (n > SIZE_MAX / 4) return reserve(b, SIZE_MAX);
+    int rc = reserve(b, n * 4);
+    if (rc) return rc;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n) memcpy(b->data + b->len, v, n * 4); /* the encoding is the little-endian bits */
+#else
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &v[i], sizeof bits);
+        store_le(b->data + b->len + 4 * i, bits, 4);
+    }
+#endif
+    b->len += n * 4;
+    return 0;
+}
+
 int dt_codec_put_f64(dt_codec_buf *b, double v)
 {
     uint64_t bits;
@@ -252,6 +270,23 @@ int dt_codec_get_f32(dt_codec_reader *rd, float *out, const char *field, dt_err 
         memcpy(out, &bits, sizeof bits);
     }
     return rc;
+}
+
+int dt_codec_get_f32s(dt_codec_reader *rd, float *out, size_t n, const char *field, dt_err *err)
+{
+    if (n > SIZE_MAX / 4) return need(rd, SIZE_MAX, field, err);
+    int rc = need(rd, n * 4, field, err);
+    if (rc) return rc;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n) memcpy(out, rd->p + rd->pos, n * 4);
+#else
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits = (uint32_t)load_le(rd->p + rd->pos + 4 * i, 4);
+        memcpy(&out[i], &bits, sizeof bits);
+    }
+#endif
+    rd->pos += n * 4;
+    return 0;
 }
 
 int dt_codec_get_f64(dt_codec_reader *rd, double *out, const char *field, dt_err *err)

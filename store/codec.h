@@ -62,6 +62,8 @@ int dt_codec_put_u32(dt_codec_buf *b, uint32_t v);
 int dt_codec_put_u64(dt_codec_buf *b, uint64_t v);
 int dt_codec_put_i64(dt_codec_buf *b, int64_t v);
 int dt_codec_put_f32(dt_codec_buf *b, float v);
+/* n floats, each as dt_codec_put_f32 (one copy on a little-endian host). */
+int dt_codec_put_f32s(dt_codec_buf *b, const float *v, size_t n);
 int dt_codec_put_f64(dt_codec_buf *b, double v);
 /* n raw bytes, no length prefix (the reader must know n). */
 int dt_codec_put_raw(dt_codec_buf *b, const void *p, size_t n);
@@ -99,6 +101,8 @@ int dt_codec_get_u32(dt_codec_reader *rd, uint32_t *out, const char *field, dt_e
 int dt_codec_get_u64(dt_codec_reader *rd, uint64_t *out, const char *field, dt_err *err);
 int dt_codec_get_i64(dt_codec_reader *rd, int64_t *out, const char *field, dt_err *err);
 int dt_codec_get_f32(dt_codec_reader *rd, float *out, const char *field, dt_err *err);
+/* n floats as dt_codec_put_f32s wrote them; errors as dt_codec_get_f32 (nothing is read then). */
+int dt_codec_get_f32s(dt_codec_reader *rd, float *out, size_t n, const char *field, dt_err *err);
 int dt_codec_get_f64(dt_codec_reader *rd, double *out, const char *field, dt_err *err);
 /* n raw bytes: *out points into the reader's buffer (no copy). */
 int dt_codec_get_raw(dt_codec_reader *rd, const uint8_t **out, size_t n, const char *field,

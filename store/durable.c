@@ -263,7 +263,7 @@ static int apply_indexed(const apply_ctx *ax, dt_codec_reader *rd, dt_err *err)
             if (!v) rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory loading a snapshot");
             else row = v, row_cap = dim;
         }
-        for (uint32_t k = 0; !rc && k < dim; k++) rc = dt_codec_get_f32(rd, &row[k], "row", err);
+        if (!rc) rc = dt_codec_get_f32s(rd, row, dim, "row", err);
         if (!rc) {
             if (same)
                 rc = dt_engine_restore(ax->e, &r, terms, nt, doc_len, ax->dense ? row : NULL, ax->dense ? dim : 0, err);
@@ -371,9 +371,9 @@ static int apply_section(void *ud, uint8_t type, const uint8_t *p, size_t len, d
         if (!terms || !idf || !proj || !sigma) rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory loading a basis");
     }
     for (uint64_t i = 0; !rc && i < nt; i++) rc = dt_codec_get_u32(&rd, &terms[i], "terms", err);
-    for (uint64_t i = 0; !rc && i < nt; i++) rc = dt_codec_get_f32(&rd, &idf[i], "idf", err);
-    for (uint64_t i = 0; !rc && i < nt * dim; i++) rc = dt_codec_get_f32(&rd, &proj[i], "proj", err);
-    for (uint64_t i = 0; !rc && i < dim; i++) rc = dt_codec_get_f32(&rd, &sigma[i], "sigma", err);
+    if (!rc) rc = dt_codec_get_f32s(&rd, idf, nt, "idf", err);
+    if (!rc) rc = dt_codec_get_f32s(&rd, proj, nt * dim, "proj", err);
+    if (!rc) rc = dt_codec_get_f32s(&rd, sigma, dim, "sigma", err);
     if (!rc) rc = dt_codec_reader_end(&rd, "snapshot basis", err);
     if (!rc) {
         dt_engine_basis b = {(size_t)built, (size_t)nt, (size_t)dim, terms, idf, proj, sigma};
@@ -478,9 +478,9 @@ static int put_basis(dt_snapshot_writer *w, const char *tenant, const dt_engine_
     dt_codec_put_u64(&b, bs->n_terms);
     dt_codec_put_u64(&b, bs->dim);
     for (size_t i = 0; i < bs->n_terms; i++) dt_codec_put_u32(&b, bs->terms[i]);
-    for (size_t i = 0; i < bs->n_terms; i++) dt_codec_put_f32(&b, bs->idf[i]);
-    for (size_t i = 0; i < bs->n_terms * bs->dim; i++) dt_codec_put_f32(&b, bs->proj[i]);
-    for (size_t i = 0; i < bs->dim; i++) dt_codec_put_f32(&b, bs->sigma[i]);
+    dt_codec_put_f32s(&b, bs->idf, bs->n_terms);
+    dt_codec_put_f32s(&b, bs->proj, bs->n_terms * bs->dim);
+    dt_codec_put_f32s(&b, bs->sigma, bs->dim);
     int rc = dt_codec_buf_check(&b, err);
     if (!rc) rc = dt_snapshot_put(w, DT_S_BASIS, b.data, b.len, err);
     dt_codec_buf_fini(&b);
@@ -593,7 +593,7 @@ static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
                         dt_codec_put_f32(&b, tf[i].tf);
                     }
                     dt_codec_put_u32(&b, X ? (uint32_t)dim : 0);
-                    for (size_t i = 0; X && i < dim; i++) dt_codec_put_f32(&b, X[s * dim + i]);
+                    if (X) dt_codec_put_f32s(&b, X + s * dim, dim);
                     count++;
                 }
                 if (rc || count == 0) break;

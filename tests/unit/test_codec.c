@@ -670,6 +670,32 @@ static void test_buf_and_reader_round_trip_every_type(void **state)
     free(data);
 }
 
+/* The bulk float calls write and read exactly what n single calls do. */
+static void test_bulk_floats_equal_single_ones(void **state)
+{
+    (void)state;
+    float v[7] = {0.0f, -0.0f, 1.5f, -3.25e-7f, 3.4e38f, INFINITY, NAN};
+    dt_codec_buf one = DT_CODEC_BUF_INIT, bulk = DT_CODEC_BUF_INIT;
+    for (int i = 0; i < 7; i++) dt_codec_put_f32(&one, v[i]);
+    assert_int_equal(dt_codec_put_f32s(&bulk, v, 7), 0);
+    assert_int_equal(dt_codec_put_f32s(&bulk, v, 0), 0);
+    assert_int_equal(one.len, 28);
+    assert_int_equal(bulk.len, 28);
+    assert_memory_equal(one.data, bulk.data, 28);
+    float back[7];
+    dt_codec_reader rd;
+    dt_codec_reader_init(&rd, one.data, one.len);
+    dt_err err = DT_ERR_INIT;
+    assert_int_equal(dt_codec_get_f32s(&rd, back, 7, "v", &err), 0);
+    assert_memory_equal(back, v, sizeof v);
+    /* one float short: refused, naming the field, nothing consumed */
+    dt_codec_reader_init(&rd, one.data, one.len - 1);
+    assert_int_equal(dt_codec_get_f32s(&rd, back, 7, "row", &err), -DT_ECORRUPT);
+    assert_string_equal(err.field, "row");
+    dt_codec_buf_fini(&one);
+    dt_codec_buf_fini(&bulk);
+}
+
 static void test_reader_limits(void **state)
 {
     (void)state;
@@ -983,6 +1009,7 @@ int main(void)
         cmocka_unit_test(test_random_bytes_never_crash),
         cmocka_unit_test(test_lengths_and_counts_are_checked_before_use),
         cmocka_unit_test(test_buf_and_reader_round_trip_every_type),
+        cmocka_unit_test(test_bulk_floats_equal_single_ones),
         cmocka_unit_test(test_reader_limits),
         cmocka_unit_test(test_records_nest_in_a_payload),
         cmocka_unit_test(test_outcomes_round_trip_in_a_payload),
