@@ -264,6 +264,11 @@ static int apply_indexed(const apply_ctx *ax, dt_codec_reader *rd, dt_err *err)
             else row = v, row_cap = dim;
         }
         if (!rc) rc = dt_codec_get_f32s(rd, row, dim, "row", err);
+        if (rc && rc != -DT_ENOMEM) { /* name the record whose bytes are bad */
+            char m[200];
+            snprintf(m, sizeof m, "%s: record %u ('%.128s'): %s: ", what, i, r.id ? r.id : "", err->field);
+            rc = err_prefix(err, DT_ECORRUPT, m);
+        }
         if (!rc) {
             if (same)
                 rc = dt_engine_restore(ax->e, &r, terms, nt, doc_len, ax->dense ? row : NULL, ax->dense ? dim : 0, err);
@@ -334,6 +339,11 @@ static int apply_epochs(dt_engine *e, dt_codec_reader *rd, dt_err *err)
         if (!rc) rc = dt_codec_get_u64(rd, &epoch, "epoch", err);
         if (!rc) rc = dt_engine_set_epoch(e, tenant, epoch, err);
         free(tenant);
+    }
+    if (rc && rc != -DT_ENOMEM) {
+        char m[96];
+        snprintf(m, sizeof m, "snapshot epochs: %s: ", err->field);
+        rc = err_prefix(err, DT_ECORRUPT, m);
     }
     return rc ? rc : dt_codec_reader_end(rd, "snapshot epochs", err);
 }

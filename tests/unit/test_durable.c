@@ -603,6 +603,32 @@ static void test_damaged_outcome_sections_are_refused(void **unused)
     expect_section_refused(9, &b, "unknown section type 9");
 }
 
+/* A snapshot's record and epoch sections with bad bytes: refused, naming the section, the record
+ * and the field. */
+static void test_damaged_indexed_and_epoch_sections_are_refused(void **unused)
+{
+    (void)unused;
+    dt_record r;
+    dt_record_init(&r);
+    r.tenant = "t", r.id = "a1", r.text = "battery", r.side = DT_ACHIEVEMENT;
+    dt_err err = DT_ERR_INIT;
+    dt_codec_buf b = DT_CODEC_BUF_INIT;
+    /* a row of 3 floats with 2 present: the count is checked against the bytes left */
+    dt_codec_put_u64(&b, 0), dt_codec_put_u32(&b, 1);
+    assert_int_equal(dt_codec_put_record(&b, &r, &err), 0);
+    dt_codec_put_u32(&b, 1), dt_codec_put_u32(&b, 1), dt_codec_put_u32(&b, 7), dt_codec_put_f32(&b, 1);
+    dt_codec_put_u32(&b, 3), dt_codec_put_f32(&b, 0.5f), dt_codec_put_f32(&b, 0.5f);
+    expect_section_refused(DT_S_INDEXED, &b, "snapshot records: record 0 ('a1'): dim: count 3 cannot fit");
+    /* more terms than the section holds */
+    dt_codec_put_u64(&b, 0), dt_codec_put_u32(&b, 1);
+    assert_int_equal(dt_codec_put_record(&b, &r, &err), 0);
+    dt_codec_put_u32(&b, 1), dt_codec_put_u32(&b, 1000);
+    expect_section_refused(DT_S_INDEXED, &b, "snapshot records: record 0 ('a1'): terms:");
+    /* an epoch cut short */
+    dt_codec_put_u32(&b, 1), dt_codec_put_str(&b, "t"), dt_codec_put_u32(&b, 5);
+    expect_section_refused(DT_S_EPOCHS, &b, "snapshot epochs: epoch: truncated");
+}
+
 /* Name, size and XXH3 of every file in dir, sorted by name into one string. */
 static char *dir_digest(const char *dir)
 {
@@ -729,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_restores_terms_and_rows),
         cmocka_unit_test(test_damaged_outcome_entries_are_refused_with_clear_errors),
         cmocka_unit_test(test_damaged_outcome_sections_are_refused),
+        cmocka_unit_test(test_damaged_indexed_and_epoch_sections_are_refused),
         cmocka_unit_test(test_readonly_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
