@@ -66,25 +66,21 @@ def pct(v, p):
     return v[min(len(v) - 1, int(p / 100.0 * len(v)))]
 
 
+def public_records(name):
+    """The records of tenant "public" in DATA/name (JSON Lines)."""
+    with open(os.path.join(DATA, name)) as f:
+        return [r for r in map(json.loads, f) if r.get("tenant", "public") == "public"]
+
+
 def main():
     if not os.path.exists(os.path.join(DATA, "achievements.jsonl")):
         print("generating %d achievements + 20000 demands into %s ..." % (NACH, DATA), file=sys.stderr)
         subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "scripts", "gen_demo.py"), "--out", DATA,
                         "--achievements", str(NACH), "--demands", "20000", "--no-qrels"], check=True)
-    ids = []
-    texts = []
-    with open(os.path.join(DATA, "demands.jsonl")) as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("tenant", "public") == "public":
-                ids.append(r["id"])
-                texts.append(r.get("title", ""))
-    ach_ids = []
-    with open(os.path.join(DATA, "achievements.jsonl")) as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("tenant", "public") == "public":
-                ach_ids.append(r["id"])
+    demands = public_records("demands.jsonl")
+    ids = [r["id"] for r in demands]
+    texts = [r.get("title", "") for r in demands]
+    ach_ids = [r["id"] for r in public_records("achievements.jsonl")]
     with open(os.path.join(DATA, "achievements.jsonl")) as f:
         templates = [json.loads(next(f)) for _ in range(400)]
     tmp = tempfile.mkdtemp(prefix="dovetail-stall-")
@@ -204,7 +200,7 @@ def main():
         # one re-learn: a re-rank job, cancelled once its re-learn is over (its ranking is a batch
         # job's CPU, not what this benchmark is about)
         ctl = Conn(port)
-        relearn = {"state": "not started", "seconds": float("nan")}
+        relearn = {"state": "still running or not started", "seconds": float("nan")}
         relearn_at = [0.0]
         st, job = ctl.call("StartRerank", {"jobId": "stall-relearn", "k": 1, "sides": ["SIDE_DEMAND"],
                                            "relearn": True})

@@ -484,15 +484,14 @@ static size_t tenant_live(const tenant *t)
     return n;
 }
 
-static int tenant_emb_rule(const tenant *t, size_t *dim, size_t *live)
+static int tenant_emb_rule(const tenant *t, size_t *dim)
 {
     *dim = 0;
-    *live = t ? tenant_live(t) : 0;
     if (t && t->kind == DENSE_EXTERNAL) {
         *dim = dt_index_dim(t->idx[0] ? t->idx[0] : t->idx[1]);
         return EMB_EXTERNAL;
     }
-    return *live ? EMB_NONE : EMB_ANY;
+    return t && tenant_live(t) ? EMB_NONE : EMB_ANY;
 }
 
 static int emb_refuse(const dt_record *r, const char *tname, int rule, size_t dim, bool in_batch, dt_err *err)
@@ -520,7 +519,7 @@ static int check_batch(const dt_engine *e, dt_record *const *recs, size_t n, boo
     struct rule {
         const char *name;
         int rule;
-        size_t dim, live;
+        size_t dim;
         bool from_batch;
     } small[4], *rules = small;
     size_t nr = 0, cap = 4;
@@ -551,7 +550,7 @@ static int check_batch(const dt_engine *e, dt_record *const *recs, size_t n, boo
             }
             ru = &rules[nr++];
             ru->name = tname;
-            ru->rule = tenant_emb_rule(find_tenant(e, tname), &ru->dim, &ru->live);
+            ru->rule = tenant_emb_rule(find_tenant(e, tname), &ru->dim);
             ru->from_batch = false;
         }
         if (ru->rule == EMB_ANY || (!strict && ru->rule == EMB_NONE && r->embedding)) {

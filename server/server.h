@@ -269,8 +269,9 @@ uint64_t dt_rpc_tenant_epoch(const dt_server *s, const char *tenant);
 /* Moves the served counts Match noted into s->outcomes, taking the write lock when there are any.
  * The caller holds no lock. */
 void dt_rpc_fold_served(dt_server *s);
-/* Every change of the engine or the outcome store happens between these two: s->commit, then
- * s->lock as a writer (and the reverse). */
+/* s->commit, then s->lock as a writer (and the reverse): for a change with nothing to prepare
+ * first. The write handlers hold s->commit for the whole call and s->lock only to apply (rpc.c);
+ * every change of the engine or the outcome store happens with both held. */
 void dt_rpc_write_lock(dt_server *s);
 void dt_rpc_write_unlock(dt_server *s);
 
