@@ -666,9 +666,21 @@ int dt_engine_restore(dt_engine *e, dt_record *rec, const dt_tf *terms, size_t n
     return upsert_counted(e, rec, &ct, row, dim, err);
 }
 
+/* The room a batch needs in one index, made before the write lock (dt_index_growth_*). */
+typedef struct batch_room {
+    char tenant[DT_TENANT_MAX + 1];
+    dt_side side;
+    dt_index *idx;
+    size_t slots, terms;
+    dt_index_growth *g;
+} batch_room;
+
 struct dt_engine_batch {
     size_t n;
     counted *v;
+    batch_room *room; /* one per index the batch writes to that exists already */
+    size_t n_room;
+    bool grown;
 };
 
 void dt_engine_batch_free(dt_engine_batch *b)
@@ -678,8 +690,38 @@ void dt_engine_batch_free(dt_engine_batch *b)
         free(b->v[i].terms);
         free(b->v[i].row);
     }
+    for (size_t i = 0; i < b->n_room; i++) dt_index_growth_free(b->room[i].g);
+    free(b->room);
     free(b->v);
     free(b);
+}
+
+/* Grown copies of the indexes the batch writes to that would otherwise grow under the write lock
+ * (doubling a 100k-record index copies its whole matrix). Best effort: without them, the puts grow
+ * the indexes themselves. */
+static void batch_make_room(const dt_engine *e, dt_record *const *recs, dt_engine_batch *b)
+{
+    if (!(b->room = calloc(b->n ? b->n : 1, sizeof *b->room))) return;
+    for (size_t i = 0; i < b->n; i++) {
+        const tenant *t = find_tenant(e, recs[i]->tenant);
+        dt_side side = recs[i]->side;
+        if (!t || (side != DT_DEMAND && side != DT_ACHIEVEMENT) || !t->idx[side]) continue;
+        size_t r = 0;
+        while (r < b->n_room && b->room[r].idx != t->idx[side]) r++;
+        if (r == b->n_room) {
+            snprintf(b->room[r].tenant, sizeof b->room[r].tenant, "%s", t->name);
+            b->room[r].side = side;
+            b->room[r].idx = t->idx[side];
+            b->n_room++;
+        }
+        b->room[r].slots++;
+        b->room[r].terms += b->v[i].n;
+    }
+    for (size_t r = 0; r < b->n_room; r++) {
+        dt_index *idx = b->room[r].idx;
+        dt_index_growth_prepare(idx, dt_index_slots(idx) + b->room[r].slots,
+                                dt_index_terms_len(idx) + b->room[r].terms, &b->room[r].g, NULL);
+    }
 }
 
 int dt_engine_batch_prepare(dt_engine *e, dt_record *const *recs, size_t n, dt_engine_batch **out, dt_err *err)
@@ -708,13 +750,23 @@ int dt_engine_batch_prepare(dt_engine *e, dt_record *const *recs, size_t n, dt_e
             return rc;
         }
     }
+    batch_make_room(e, recs, b);
     *out = b;
     return 0;
 }
 
-int dt_engine_batch_upsert(dt_engine *e, const dt_engine_batch *b, size_t i, dt_record *rec, dt_err *err)
+int dt_engine_batch_upsert(dt_engine *e, dt_engine_batch *b, size_t i, dt_record *rec, dt_err *err)
 {
     if (i >= b->n) return dt_err_set(err, DT_EINVAL, NULL, "record %zu of a batch of %zu", i, b->n);
+    if (!b->grown) {
+        /* the room made at prepare, for indexes that are still the ones it was made for */
+        b->grown = true;
+        for (size_t r = 0; r < b->n_room; r++) {
+            const tenant *rt = find_tenant(e, b->room[r].tenant);
+            if (rt && rt->idx[b->room[r].side] == b->room[r].idx)
+                dt_index_growth_install(b->room[r].idx, b->room[r].g);
+        }
+    }
     /* a row projected at prepare is used while the tenant still ranks by that basis (a record of
      * the batch cannot change it: the contract keeps embeddings out of an LSA tenant with records) */
     const tenant *t = find_tenant(e, rec->tenant);

@@ -89,12 +89,15 @@ int dt_engine_restore(dt_engine *e, dt_record *rec, const dt_tf *terms, size_t n
                       size_t dim, dt_err *err);
 
 /* dt_engine_upsert in two steps, so that searches need not wait while records are tokenized:
- * dt_engine_batch_prepare tokenizes recs[0..n) with the writers' tokenizer (it changes nothing a
- * search reads, but no other writer may run meanwhile); dt_engine_batch_upsert(e, b, i, recs[i])
- * then stores record i exactly as dt_engine_upsert would (exclusive access). */
+ * dt_engine_batch_prepare tokenizes recs[0..n) with the writers' tokenizer, projects them on their
+ * tenant's basis and makes grown copies of the indexes that would have to grow to hold them (it
+ * changes nothing a search reads, but no other writer may run meanwhile);
+ * dt_engine_batch_upsert(e, b, i, recs[i]) then stores record i exactly as dt_engine_upsert would
+ * (exclusive access; the first call swaps the grown copies in). Free the batch after the exclusive
+ * section: it holds the arrays the copies replaced. */
 typedef struct dt_engine_batch dt_engine_batch;
 int dt_engine_batch_prepare(dt_engine *e, dt_record *const *recs, size_t n, dt_engine_batch **out, dt_err *err);
-int dt_engine_batch_upsert(dt_engine *e, const dt_engine_batch *b, size_t i, dt_record *rec, dt_err *err);
+int dt_engine_batch_upsert(dt_engine *e, dt_engine_batch *b, size_t i, dt_record *rec, dt_err *err);
 void dt_engine_batch_free(dt_engine_batch *b); /* NULL is fine */
 
 /* Checks, without changing anything, that recs[0..n) could all be upserted in this order: each

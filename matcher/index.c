@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -234,22 +235,40 @@ static int rehash_ids(dt_index *idx, size_t id_cap)
     return 0;
 }
 
+/* The per-slot arrays, by offset and element size (live is in 64-bit words). */
+#define SLOT_ARRAY(f) {offsetof(dt_index, f), sizeof *((dt_index *)0)->f}
+static const struct {
+    size_t off, sz;
+} slot_arrays[] = {SLOT_ARRAY(recs),  SLOT_ARRAY(live),    SLOT_ARRAY(trl),      SLOT_ARRAY(status),
+                   SLOT_ARRAY(modes), SLOT_ARRAY(pmin),    SLOT_ARRAY(pmax),     SLOT_ARRAY(codes),
+                   SLOT_ARRAY(doc_len), SLOT_ARRAY(term_off), SLOT_ARRAY(term_n), SLOT_ARRAY(id_next)};
+#define N_SLOT_ARRAYS (sizeof slot_arrays / sizeof slot_arrays[0])
+
+static void **slot_array(dt_index *idx, size_t i)
+{
+    return (void **)((char *)idx + slot_arrays[i].off);
+}
+
+static size_t slot_count(size_t i, size_t cap)
+{
+    return slot_arrays[i].off == offsetof(dt_index, live) ? (cap + 63) / 64 : cap;
+}
+
+static size_t grown_cap(const dt_index *idx, size_t want)
+{
+    size_t cap = idx->cap ? idx->cap * 2 : 64;
+    while (cap < want) cap *= 2;
+    return cap;
+}
+
 static int reserve_slots(dt_index *idx, size_t want, dt_err *err)
 {
     if (want <= idx->cap) return 0;
     if (want > UINT32_MAX - 1) return dt_err_set(err, DT_ELIMIT, NULL, "an index holds at most 2^32-2 slots");
-    size_t cap = idx->cap ? idx->cap * 2 : 64;
-    while (cap < want) cap *= 2;
-    size_t old = idx->cap;
-    size_t oldw = (old + 63) / 64, neww = (cap + 63) / 64;
-    if (grow((void **)&idx->recs, old, cap, sizeof *idx->recs) || grow((void **)&idx->live, oldw, neww, 8) ||
-        grow((void **)&idx->trl, old, cap, 1) || grow((void **)&idx->status, old, cap, 1) ||
-        grow((void **)&idx->modes, old, cap, 4) || grow((void **)&idx->pmin, old, cap, 8) ||
-        grow((void **)&idx->pmax, old, cap, 8) || grow((void **)&idx->codes, old, cap, sizeof(dt_codes)) ||
-        grow((void **)&idx->doc_len, old, cap, 4) ||
-        grow((void **)&idx->term_off, old, cap, sizeof(size_t)) || grow((void **)&idx->term_n, old, cap, 4) ||
-        grow((void **)&idx->id_next, old, cap, 4))
-        return dt_err_set(err, DT_ENOMEM, NULL, "out of memory growing an index to %zu slots", cap);
+    size_t cap = grown_cap(idx, want), old = idx->cap;
+    for (size_t i = 0; i < N_SLOT_ARRAYS; i++)
+        if (grow(slot_array(idx, i), slot_count(i, old), slot_count(i, cap), slot_arrays[i].sz))
+            return dt_err_set(err, DT_ENOMEM, NULL, "out of memory growing an index to %zu slots", cap);
     if (idx->dim) {
         float *X = alloc_matrix(cap, idx->dim);
         if (!X) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory growing the matrix to %zu rows", cap);
@@ -261,6 +280,109 @@ static int reserve_slots(dt_index *idx, size_t want, dt_err *err)
     if (idx->id_cap < cap && rehash_ids(idx, cap) < 0)
         return dt_err_set(err, DT_ENOMEM, NULL, "out of memory growing the id map");
     return 0;
+}
+
+/* Room made without changing the index: new arrays holding copies (dt_index_growth_prepare). */
+struct dt_index_growth {
+    size_t cap, id_cap, terms_cap; /* 0: that part does not grow */
+    void *arr[N_SLOT_ARRAYS];
+    float *X;
+    uint32_t *id_head;
+    dt_tf *terms;
+};
+
+void dt_index_growth_free(dt_index_growth *g)
+{
+    if (!g) return;
+    for (size_t i = 0; i < N_SLOT_ARRAYS; i++) free(g->arr[i]);
+    free(g->X);
+    free(g->id_head);
+    free(g->terms);
+    free(g);
+}
+
+int dt_index_growth_prepare(const dt_index *idx, size_t want_slots, size_t want_terms, dt_index_growth **out,
+                            dt_err *err)
+{
+    *out = NULL;
+    bool slots = want_slots > idx->cap, terms = want_terms > idx->terms_cap;
+    if (!slots && !terms) return 0;
+    if (want_slots > UINT32_MAX - 1) return dt_err_set(err, DT_ELIMIT, NULL, "an index holds at most 2^32-2 slots");
+    dt_index_growth *g = calloc(1, sizeof *g);
+    if (!g) goto nomem;
+    if (slots) {
+        size_t cap = g->cap = grown_cap(idx, want_slots);
+        for (size_t i = 0; i < N_SLOT_ARRAYS; i++) {
+            size_t sz = slot_arrays[i].sz, oldn = slot_count(i, idx->cap), n = slot_count(i, cap);
+            if (!(g->arr[i] = malloc(n * sz))) goto nomem;
+            const void *cur = *slot_array((dt_index *)idx, i);
+            if (oldn) memcpy(g->arr[i], cur, oldn * sz);
+            memset((char *)g->arr[i] + oldn * sz, 0, (n - oldn) * sz);
+        }
+        if (idx->dim) {
+            if (!(g->X = alloc_matrix(cap, idx->dim))) goto nomem;
+            if (idx->X) memcpy(g->X, idx->X, idx->n * idx->dim * sizeof(float));
+        }
+        if (idx->id_cap < cap) {
+            /* the id chains for the new bucket count, in the copy of id_next */
+            g->id_cap = cap;
+            if (!(g->id_head = malloc(cap * sizeof *g->id_head))) goto nomem;
+            memset(g->id_head, 0xff, cap * sizeof *g->id_head);
+            uint32_t *next = g->arr[N_SLOT_ARRAYS - 1];
+            for (size_t s = 0; s < idx->n; s++) {
+                size_t b = id_hash(idx->recs[s].id) & (cap - 1);
+                next[s] = g->id_head[b];
+                g->id_head[b] = (uint32_t)s;
+            }
+        }
+    }
+    if (terms) {
+        size_t cap = idx->terms_cap ? idx->terms_cap : 4096;
+        while (cap < want_terms) cap *= 2;
+        if (!(g->terms = malloc(cap * sizeof *g->terms))) goto nomem;
+        if (idx->terms_len) memcpy(g->terms, idx->terms, idx->terms_len * sizeof *g->terms);
+        g->terms_cap = cap;
+    }
+    *out = g;
+    return 0;
+nomem:
+    dt_index_growth_free(g);
+    return dt_err_set(err, DT_ENOMEM, NULL, "out of memory growing the index of %zu slots", idx->cap);
+}
+
+void dt_index_growth_install(dt_index *idx, dt_index_growth *g)
+{
+    if (!g) return;
+    if (g->cap > idx->cap) {
+        for (size_t i = 0; i < N_SLOT_ARRAYS; i++) {
+            void **p = slot_array(idx, i), *old = *p;
+            *p = g->arr[i];
+            g->arr[i] = old;
+        }
+        if (g->X) {
+            float *old = idx->X;
+            idx->X = g->X;
+            g->X = old;
+        }
+        if (g->id_head) {
+            uint32_t *old = idx->id_head;
+            idx->id_head = g->id_head;
+            g->id_head = old;
+            idx->id_cap = g->id_cap;
+        }
+        idx->cap = g->cap;
+    }
+    if (g->terms && g->terms_cap > idx->terms_cap) {
+        dt_tf *old = idx->terms;
+        idx->terms = g->terms;
+        g->terms = old;
+        idx->terms_cap = g->terms_cap;
+    }
+}
+
+size_t dt_index_terms_len(const dt_index *idx)
+{
+    return idx->terms_len;
 }
 
 int dt_index_set_dim(dt_index *idx, size_t dim, dt_err *err)

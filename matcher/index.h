@@ -106,6 +106,17 @@ float *dt_index_row(dt_index *idx, uint32_t slot);
 float *dt_index_alloc_rows(const dt_index *idx, size_t dim, dt_err *err);
 void dt_index_install_rows(dt_index *idx, float *X, size_t dim);
 void dt_index_free_rows(float *X);
+/* Room for want_slots slots and want_terms lexical terms, made in two steps so that a search never
+ * waits for the copy: dt_index_growth_prepare allocates the grown arrays and copies the index into
+ * them without changing it (searches may read it meanwhile; nothing may change it until install),
+ * *out NULL when there is room already; dt_index_growth_install (exclusive access) swaps them in,
+ * keeping the old arrays in g; dt_index_growth_free (after the exclusive section) frees them. */
+typedef struct dt_index_growth dt_index_growth;
+int dt_index_growth_prepare(const dt_index *idx, size_t want_slots, size_t want_terms, dt_index_growth **out,
+                            dt_err *err);
+void dt_index_growth_install(dt_index *idx, dt_index_growth *g);
+void dt_index_growth_free(dt_index_growth *g); /* NULL is fine */
+size_t dt_index_terms_len(const dt_index *idx);
 size_t dt_index_capacity(const dt_index *idx);
 const float *dt_index_matrix(const dt_index *idx); /* slots x dim, row stride dim */
 

@@ -264,6 +264,62 @@ static void test_compaction_keeps_everything(void **state)
     dt_index_free(idx);
 }
 
+/* Growth made off the write lock: prepare leaves the index as it was (same arrays, same capacity,
+ * searches read it meanwhile), install swaps in copies that hold everything - records, rows, terms,
+ * the id map rehashed for the new capacity - and the puts that follow need no further growth. */
+static void test_growth_prepared_then_installed(void **state)
+{
+    (void)state;
+    dt_err err = DT_ERR_INIT;
+    dt_index *idx = dt_index_new("g", DT_ACHIEVEMENT, 3, &err);
+    char id[16];
+    for (int i = 0; i < 64; i++) {
+        snprintf(id, sizeof id, "g%d", i);
+        dt_record r = mk(id, 1 + i % 9, 0, 10.0 * i, NAN, "C.1", NULL);
+        dt_tf t[2] = {{(uint32_t)i % 5, 1}, {(uint32_t)(100 + i), 2}};
+        uint32_t s;
+        assert_int_equal(dt_index_put(idx, &r, t, 2, 3, &s, &err), 0);
+        dt_index_row(idx, s)[2] = (float)i;
+    }
+    assert_int_equal(dt_index_capacity(idx), 64);
+    const float *X0 = dt_index_matrix(idx);
+    dt_index_growth *g = NULL;
+    assert_int_equal(dt_index_growth_prepare(idx, 64, dt_index_terms_len(idx), &g, &err), 0);
+    assert_null(g); /* room enough */
+    assert_int_equal(dt_index_growth_prepare(idx, 100, dt_index_terms_len(idx) + 100000, &g, &err), 0);
+    assert_non_null(g);
+    assert_int_equal(dt_index_capacity(idx), 64);
+    assert_ptr_equal(dt_index_matrix(idx), X0);
+    dt_index_growth_install(idx, g);
+    assert_int_equal(dt_index_capacity(idx), 128);
+    assert_ptr_not_equal(dt_index_matrix(idx), X0);
+    dt_index_growth_free(g); /* the old arrays */
+    for (int i = 0; i < 64; i++) {
+        snprintf(id, sizeof id, "g%d", i);
+        int64_t s = dt_index_find(idx, id);
+        assert_int_equal(s, i);
+        assert_float_equal(dt_index_row(idx, (uint32_t)s)[2], (float)i, 0);
+        assert_int_equal(dt_index_record(idx, (uint32_t)s)->trl, 1 + i % 9);
+        assert_float_equal(dt_index_record(idx, (uint32_t)s)->price_min, 10.0 * i, 0);
+        const dt_tf *tf;
+        size_t n;
+        dt_index_terms(idx, (uint32_t)s, &tf, &n);
+        assert_int_equal(n, 2);
+        assert_int_equal(tf[1].term, 100 + i);
+    }
+    const float *X1 = dt_index_matrix(idx);
+    for (int i = 64; i < 100; i++) {
+        snprintf(id, sizeof id, "g%d", i);
+        dt_record r = mk(id, 5, 0, NAN, NAN, NULL, NULL);
+        dt_tf t = {7, 1};
+        assert_int_equal(dt_index_put(idx, &r, &t, 1, 1, NULL, &err), 0);
+    }
+    assert_ptr_equal(dt_index_matrix(idx), X1); /* no growth under the puts */
+    assert_int_equal(dt_index_find(idx, "g99"), 99);
+    assert_int_equal(dt_index_find(idx, "g0"), 0);
+    dt_index_free(idx);
+}
+
 /* Hashed codes agree with the string functions, component by component. */
 static void test_codes_hashed(void **state)
 {
@@ -291,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_codes),
         cmocka_unit_test(test_filters_random),
         cmocka_unit_test(test_compaction_keeps_everything), cmocka_unit_test(test_codes_hashed),
+        cmocka_unit_test(test_growth_prepared_then_installed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
