@@ -880,19 +880,46 @@ static int project_all(const tenant *t, const dt_u32map *col, const float *idf, 
     return rc;
 }
 
-/* A re-learned basis and every record's row on it, computed without changing the engine. */
+/* A re-learned basis and every record's row on it, computed without changing the engine: begin
+ * copies the term matrix (A), fit learns the basis from it, project fills X. */
 struct dt_engine_relearn {
     char tenant[DT_TENANT_MAX + 1];
     bool has[2];          /* the tenant had an index of that side */
-    uint64_t idx_epoch[2];/* ... at this epoch: install refuses an index that changed since */
+    uint64_t idx_epoch[2];/* ... at this epoch (as of project): install refuses an index that changed since */
     size_t built_docs;
     bool none;            /* too few records: the tenant loses its basis */
+    bool fitted, projected;
+    dt_lsa_opts lo;
+    size_t *row_ptr;      /* A, the tenant's tf-idf matrix as of begin (CSR), until fit */
+    uint32_t *cols;
+    float *vals;          /* row-normalised: what the basis learns from */
+    float *raw;           /* the same weights before normalising: what a record's row projects */
+    size_t ncols;
+    /* the records A holds: row r is slot row_slot[r] of side 0 for r < side_rows[0], then of side 1;
+     * each index as it was at begin (the pointer, and its slots then) */
+    uint32_t *row_slot;
+    size_t side_rows[2];
+    const dt_index *idx_begin[2];
+    size_t n_begin[2];
+    float *P;             /* after fit: row r of A on the new basis (dim floats each) */
     dt_lsa lsa;
     dt_u32map col;
     float *idf;
     uint32_t *col_terms;
     float *X[2];          /* rows of each side's index on the new basis (dt_index_alloc_rows) */
 };
+
+static void free_matrix(dt_engine_relearn *r)
+{
+    free(r->row_ptr);
+    free(r->cols);
+    free(r->vals);
+    free(r->raw);
+    r->row_ptr = NULL;
+    r->cols = NULL;
+    r->vals = NULL;
+    r->raw = NULL;
+}
 
 void dt_engine_relearn_free(dt_engine_relearn *r)
 {
@@ -901,11 +928,22 @@ void dt_engine_relearn_free(dt_engine_relearn *r)
     dt_u32map_free(&r->col);
     free(r->idf);
     free(r->col_terms);
+    free_matrix(r);
+    free(r->row_slot);
+    free(r->P);
     for (int s = 0; s < 2; s++) dt_index_free_rows(r->X[s]);
     free(r);
 }
 
-static int relearn_prepare(const dt_engine *e, const tenant *t, dt_engine_relearn **out, dt_err *err)
+static void note_indexes(const tenant *t, dt_engine_relearn *rl)
+{
+    for (int s = 0; s < 2; s++) {
+        rl->has[s] = t->idx[s] != NULL;
+        rl->idx_epoch[s] = t->idx[s] ? dt_index_epoch(t->idx[s]) : 0;
+    }
+}
+
+static int relearn_begin(const dt_engine *e, const tenant *t, dt_engine_relearn **out, dt_err *err)
 {
     *out = NULL;
     if (t->kind == DENSE_EXTERNAL) return 0;
@@ -913,11 +951,10 @@ static int relearn_prepare(const dt_engine *e, const tenant *t, dt_engine_relear
     if (!rl) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory re-learning tenant '%s'", t->name);
     snprintf(rl->tenant, sizeof rl->tenant, "%s", t->name);
     dt_u32map_init(&rl->col);
+    note_indexes(t, rl);
     size_t docs = 0, nnz = 0;
     for (int s = 0; s < 2; s++)
         if (t->idx[s]) {
-            rl->has[s] = true;
-            rl->idx_epoch[s] = dt_index_epoch(t->idx[s]);
             docs += dt_index_count(t->idx[s]);
             size_t n = dt_index_slots(t->idx[s]);
             for (uint32_t i = 0; i < n; i++) {
@@ -930,17 +967,23 @@ static int relearn_prepare(const dt_engine *e, const tenant *t, dt_engine_relear
         }
     rl->built_docs = docs;
     if (docs < e->opts.lsa_min_docs) {
-        rl->none = true;
+        rl->none = rl->fitted = true;
         *out = rl;
         return 0;
     }
-    int rc = 0;
+    rl->lo = dt_lsa_opts_default();
+    rl->lo.dim = e->opts.dim;
+    rl->lo.power_iters = e->opts.lsa_power_iters;
+    rl->lo.seed = e->opts.lsa_seed;
+    rl->lo.threads = e->opts.threads;
     dt_u32map df;
     dt_u32map_init(&df);
-    size_t *row_ptr = malloc((docs + 1) * sizeof *row_ptr);
-    uint32_t *cols = malloc((nnz ? nnz : 1) * sizeof *cols);
-    float *vals = malloc((nnz ? nnz : 1) * sizeof *vals);
-    if (!row_ptr || !cols || !vals) goto nomem;
+    size_t *row_ptr = rl->row_ptr = malloc((docs + 1) * sizeof *row_ptr);
+    uint32_t *cols = rl->cols = malloc((nnz ? nnz : 1) * sizeof *cols);
+    float *vals = rl->vals = malloc((nnz ? nnz : 1) * sizeof *vals);
+    float *raw = rl->raw = malloc((nnz ? nnz : 1) * sizeof *raw);
+    uint32_t *row_slot = rl->row_slot = malloc((docs ? docs : 1) * sizeof *row_slot);
+    if (!row_ptr || !cols || !vals || !raw || !row_slot) goto nomem;
     /* document frequencies over both sides; a column for every term in >= 2 documents */
     for (int s = 0; s < 2; s++) {
         if (!t->idx[s]) continue;
@@ -969,11 +1012,14 @@ static int relearn_prepare(const dt_engine *e, const tenant *t, dt_engine_relear
             rl->col_terms[ncols] = df.keys[i];
             rl->idf[ncols++] = (float)(log((double)(docs + 1) / (df.vals[i] + 1)) + 1.0);
         }
+    rl->ncols = ncols;
     size_t r = 0, z = 0;
     row_ptr[0] = 0;
     for (int s = 0; s < 2; s++) {
         if (!t->idx[s]) continue;
         size_t n = dt_index_slots(t->idx[s]);
+        rl->idx_begin[s] = t->idx[s];
+        rl->n_begin[s] = n;
         for (uint32_t i = 0; i < n; i++) {
             if (!dt_index_live(t->idx[s], i)) continue;
             const dt_tf *tf;
@@ -981,39 +1027,130 @@ static int relearn_prepare(const dt_engine *e, const tenant *t, dt_engine_relear
             dt_index_terms(t->idx[s], i, &tf, &k);
             size_t z0 = z;
             double norm = 0;
+            /* the weights project_on gives the record, in its order: its row comes out the same */
             for (size_t j = 0; j < k; j++) {
                 uint32_t c = dt_u32map_get(&rl->col, tf[j].term);
                 if (c == DT_U32MAP_NONE) continue;
                 cols[z] = c;
-                vals[z] = (1.0f + logf(tf[j].tf)) * rl->idf[c];
+                raw[z] = vals[z] = (1.0f + logf(tf[j].tf)) * rl->idf[c];
                 norm += (double)vals[z] * vals[z];
                 z++;
             }
             if (norm > 0)
                 for (size_t j = z0; j < z; j++) vals[j] = (float)(vals[j] / sqrt(norm));
+            row_slot[r] = i;
             row_ptr[++r] = z;
+            rl->side_rows[s]++;
         }
     }
-    dt_csr A = {docs, ncols, row_ptr, cols, vals};
-    dt_lsa_opts lo = dt_lsa_opts_default();
-    lo.dim = e->opts.dim;
-    lo.power_iters = e->opts.lsa_power_iters;
-    lo.seed = e->opts.lsa_seed;
-    lo.threads = e->opts.threads;
-    rc = dt_lsa_fit(&A, &lo, &rl->lsa, err);
-    if (rc == 0) rc = project_all(t, &rl->col, rl->idf, &rl->lsa, rl->X, err);
-    goto out;
-nomem:
-    rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory building the LSA basis of tenant '%s'", t->name);
-out:
     dt_u32map_free(&df);
-    free(row_ptr);
-    free(cols);
-    free(vals);
-    if (rc)
-        dt_engine_relearn_free(rl);
-    else
-        *out = rl;
+    *out = rl;
+    return 0;
+nomem:
+    dt_u32map_free(&df);
+    dt_engine_relearn_free(rl);
+    return dt_err_set(err, DT_ENOMEM, NULL, "out of memory building the LSA basis of tenant '%s'", t->name);
+}
+
+int dt_engine_relearn_begin(const dt_engine *e, const char *tname, dt_engine_relearn **out, dt_err *err)
+{
+    *out = NULL;
+    tenant *t = find_tenant(e, tname);
+    if (!t) return dt_err_set(err, DT_ENOTFOUND, "tenant", "no tenant '%s'", tenant_name(tname));
+    return relearn_begin(e, t, out, err);
+}
+
+int dt_engine_relearn_fit(dt_engine_relearn *rl, dt_err *err)
+{
+    if (rl->fitted) return 0;
+    dt_csr A = {rl->built_docs, rl->ncols, rl->row_ptr, rl->cols, rl->vals};
+    int rc = dt_lsa_fit(&A, &rl->lo, &rl->lsa, err);
+    /* every record of A on the new basis, here where nothing is held: project then copies them */
+    if (rc == 0 && rl->built_docs && rl->lsa.dim) {
+        if (!(rl->P = malloc(rl->built_docs * rl->lsa.dim * sizeof *rl->P))) {
+            rc = dt_err_set(err, DT_ENOMEM, NULL, "out of memory projecting tenant '%s'", rl->tenant);
+        } else {
+            dt_csr R = {rl->built_docs, rl->ncols, rl->row_ptr, rl->cols, rl->raw};
+            rc = dt_lsa_project_csr(&rl->lsa, &R, rl->P, rl->lsa.dim, err);
+        }
+    }
+    free_matrix(rl);
+    if (rc == 0) rl->fitted = true;
+    return rc;
+}
+
+/* project_all for a re-learn: a slot that holds what it held at begin takes its row computed by
+ * the fit; only records written since are projected here. */
+static int project_since(const tenant *t, dt_engine_relearn *rl, dt_err *err)
+{
+    size_t dim = rl->lsa.dim;
+    for (int s = 0; s < 2; s++) {
+        rl->X[s] = NULL;
+        const dt_index *idx = t->idx[s];
+        if (!idx) continue;
+        rl->X[s] = dt_index_alloc_rows(idx, dim, err);
+        if (!rl->X[s] && dt_index_capacity(idx)) return err ? -err->code : -DT_ENOMEM;
+        /* the same index object: slots below n_begin still hold their records of then (an index
+         * only appends; compaction makes a new one) */
+        bool same = rl->P && idx == rl->idx_begin[s];
+        size_t r = s ? rl->side_rows[0] : 0, end = r + rl->side_rows[s];
+        size_t n = dt_index_slots(idx);
+        for (uint32_t i = 0; i < n; i++) {
+            if (!dt_index_live(idx, i)) continue;
+            float *out = rl->X[s] + (size_t)i * dim;
+            if (same && i < rl->n_begin[s]) {
+                while (r < end && rl->row_slot[r] < i) r++;
+                if (r < end && rl->row_slot[r] == i) {
+                    memcpy(out, rl->P + r * dim, dim * sizeof *out);
+                    continue;
+                }
+            }
+            const dt_tf *tf;
+            size_t k;
+            dt_index_terms(idx, i, &tf, &k);
+            int rc = project_on(&rl->col, rl->idf, &rl->lsa, tf, k, out, err);
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+int dt_engine_relearn_project(const dt_engine *e, dt_engine_relearn *rl, dt_err *err)
+{
+    if (!rl->fitted) return dt_err_set(err, DT_EINVAL, NULL, "the basis of tenant '%s' is not learned yet", rl->tenant);
+    tenant *t = find_tenant(e, rl->tenant);
+    if (!t) return dt_err_set(err, DT_ENOTFOUND, "tenant", "no tenant '%s'", rl->tenant);
+    if (t->kind == DENSE_EXTERNAL)
+        return dt_err_set(err, DT_EINVAL, "tenant", "tenant '%s' took external embeddings while its basis was learned",
+                          rl->tenant);
+    for (int s = 0; s < 2; s++) {
+        dt_index_free_rows(rl->X[s]);
+        rl->X[s] = NULL;
+    }
+    note_indexes(t, rl);
+    rl->projected = true;
+    return rl->none ? 0 : project_since(t, rl, err);
+}
+
+const char *dt_engine_relearn_tenant(const dt_engine_relearn *r)
+{
+    return r->tenant;
+}
+
+size_t dt_engine_relearn_docs(const dt_engine_relearn *r)
+{
+    return r->built_docs;
+}
+
+static int relearn_prepare(const dt_engine *e, const tenant *t, dt_engine_relearn **out, dt_err *err)
+{
+    int rc = relearn_begin(e, t, out, err);
+    if (rc == 0 && *out) rc = dt_engine_relearn_fit(*out, err);
+    if (rc == 0 && *out) rc = dt_engine_relearn_project(e, *out, err);
+    if (rc) {
+        dt_engine_relearn_free(*out);
+        *out = NULL;
+    }
     return rc;
 }
 
@@ -1029,6 +1166,8 @@ int dt_engine_relearn_install(dt_engine *e, dt_engine_relearn *rl, dt_err *err)
 {
     tenant *t = find_tenant(e, rl->tenant);
     if (!t) return dt_err_set(err, DT_ENOTFOUND, "tenant", "no tenant '%s'", rl->tenant);
+    if (!rl->projected)
+        return dt_err_set(err, DT_EINVAL, NULL, "the rows of tenant '%s' are not projected yet", rl->tenant);
     for (int s = 0; s < 2; s++)
         if ((t->idx[s] != NULL) != rl->has[s] || (t->idx[s] && dt_index_epoch(t->idx[s]) != rl->idx_epoch[s]))
             return dt_err_set(err, DT_EINVAL, "tenant", "tenant '%s' changed while its basis was learned", rl->tenant);

@@ -142,15 +142,29 @@ int dt_engine_compaction_install(dt_engine *e, dt_engine_compaction *c, dt_err *
 void dt_engine_compaction_free(dt_engine_compaction *c); /* NULL is fine */
 int dt_engine_compact(dt_engine *e, const char *tenant, dt_err *err);
 
-/* The same re-learn in two steps, so that searches need not wait for the heavy part.
- * dt_engine_relearn_prepare learns the basis and projects every record on it without changing the
- * engine: it reads the engine, so searches may run meanwhile, but no writer may (the daemon holds
- * its commit mutex). *out is NULL for a tenant with external embeddings. dt_engine_relearn_install
- * then swaps the basis and the rows in (exclusive access; no search). It refuses (-DT_EINVAL) when
- * an index of the tenant changed since the prepare. dt_engine_build is prepare + install. */
+/* The same re-learn in steps, so that searches never wait for the heavy part and writers only for
+ * the copy and the projection:
+ *   dt_engine_relearn_begin    no writer may run (the daemon holds its commit mutex), searches may:
+ *                              copies the tenant's tf-idf term matrix; the basis is learned from the
+ *                              records as of this point (where the daemon journals its marker)
+ *   dt_engine_relearn_fit      no lock at all (it touches only *r): learns the basis from the copy,
+ *                              the long part
+ *   dt_engine_relearn_project  no writer, searches may: projects every record as stored now (also
+ *                              those written since begin) on the new basis
+ *   dt_engine_relearn_install  exclusive access (no search): swaps the basis and the rows in; it
+ *                              refuses (-DT_EINVAL) when an index of the tenant changed since project.
+ * dt_engine_relearn_prepare is begin + fit + project (no writer for all of it); dt_engine_build is
+ * prepare + install. begin sets *out to NULL for a tenant with external embeddings; project refuses
+ * a tenant that took external embeddings since begin. */
 typedef struct dt_engine_relearn dt_engine_relearn;
+int dt_engine_relearn_begin(const dt_engine *e, const char *tenant, dt_engine_relearn **out, dt_err *err);
+int dt_engine_relearn_fit(dt_engine_relearn *r, dt_err *err);
+int dt_engine_relearn_project(const dt_engine *e, dt_engine_relearn *r, dt_err *err);
 int dt_engine_relearn_prepare(const dt_engine *e, const char *tenant, dt_engine_relearn **out, dt_err *err);
 int dt_engine_relearn_install(dt_engine *e, dt_engine_relearn *r, dt_err *err);
+/* The tenant and the number of records a re-learn learns from (as of begin). */
+const char *dt_engine_relearn_tenant(const dt_engine_relearn *r);
+size_t dt_engine_relearn_docs(const dt_engine_relearn *r);
 void dt_engine_relearn_free(dt_engine_relearn *r); /* NULL is fine; after install it frees what is left */
 /* Whether a tenant's basis is due: it has none yet but enough records, or its live records have
  * doubled since it was learned (so re-learning costs amortised O(1) per upsert). */

@@ -987,16 +987,20 @@ int dt_rerank_run(dt_rerank_job *j, dt_err *err)
 
     if (j->o.relearn && strcmp(dt_engine_dense_kind(j->e, j->tenant), "external") != 0) {
         atomic_store(&j->state, DT_RERANK_BUILDING);
-        job_lock(j, DT_RERANK_LOCK_NO_WRITERS);
-        dt_engine_relearn *rl = NULL;
-        rc = dt_engine_relearn_prepare(j->e, j->tenant, &rl, err);
-        if (rc == 0 && rl) {
-            job_lock(j, DT_RERANK_LOCK_EXCLUSIVE);
-            rc = dt_engine_relearn_install(j->e, rl, err);
-            job_unlock(j, DT_RERANK_LOCK_EXCLUSIVE);
+        if (j->o.relearn_fn) {
+            rc = j->o.relearn_fn(j->o.lock_ud, j->tenant, err);
+        } else {
+            job_lock(j, DT_RERANK_LOCK_NO_WRITERS);
+            dt_engine_relearn *rl = NULL;
+            rc = dt_engine_relearn_prepare(j->e, j->tenant, &rl, err);
+            if (rc == 0 && rl) {
+                job_lock(j, DT_RERANK_LOCK_EXCLUSIVE);
+                rc = dt_engine_relearn_install(j->e, rl, err);
+                job_unlock(j, DT_RERANK_LOCK_EXCLUSIVE);
+            }
+            dt_engine_relearn_free(rl);
+            job_unlock(j, DT_RERANK_LOCK_NO_WRITERS);
         }
-        dt_engine_relearn_free(rl);
-        job_unlock(j, DT_RERANK_LOCK_NO_WRITERS);
         if (rc) return finish(j, rc, err);
     }
     if (atomic_load(&j->stop)) return finish(j, DT_RERANK_INTERRUPTED, err);

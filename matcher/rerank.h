@@ -102,6 +102,10 @@ typedef struct dt_rerank_opts {
     void *emit_ud;
     dt_rerank_lock_fn lock, unlock; /* both or neither */
     void *lock_ud;
+    /* NULL, or how the job re-learns the basis instead of under its own locks (called with lock_ud
+     * and no lock held; 0 or an error with err set): dovetaild's store lets writers in during the
+     * fit and journals the re-learn */
+    int (*relearn_fn)(void *ud, const char *tenant, dt_err *err);
 } dt_rerank_opts;
 
 void dt_rerank_opts_init(dt_rerank_opts *o);

@@ -58,7 +58,6 @@ typedef struct job {
     bool finished;
     bool thread_started;
     pthread_t tid;
-    uint64_t epoch_before;   /* read under the write lock around the re-learn */
 } job;
 
 typedef struct handoff {
@@ -112,11 +111,9 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&J->mu);
 }
 
-/* Hands the tenant's new epoch to the loop and waits (a little) until the loop has taken it, so
- * that no answer cached under the old epoch is served once the job ranks with the new basis. */
-static void hand_epoch(job *jb, uint64_t epoch)
+void dt_jobs_hand_epoch(dt_jobs *J, const char *tenant, uint64_t epoch, bool wait)
 {
-    dt_jobs *J = jb->owner;
+    if (!J) return;
     pthread_mutex_lock(&J->mu);
     if (J->n_pend == J->cap_pend) {
         size_t nc = J->cap_pend ? J->cap_pend * 2 : 8;
@@ -128,14 +125,14 @@ static void hand_epoch(job *jb, uint64_t epoch)
         J->pend = p;
         J->cap_pend = nc;
     }
-    snprintf(J->pend[J->n_pend].tenant, sizeof J->pend[0].tenant, "%s", jb->tenant);
+    snprintf(J->pend[J->n_pend].tenant, sizeof J->pend[0].tenant, "%s", tenant);
     J->pend[J->n_pend++].epoch = epoch;
     uint64_t ticket = ++J->requested;
     event_active(J->wake, EV_READ, 0);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += HANDOFF_WAIT_S;
-    while (J->applied < ticket && !J->stopping)
+    while (wait && J->applied < ticket && !J->stopping)
         if (pthread_cond_timedwait(&J->applied_cv, &J->mu, &until) == ETIMEDOUT) break;
     pthread_mutex_unlock(&J->mu);
 }
@@ -146,10 +143,7 @@ static void job_lock(void *ud, dt_rerank_lock_mode mode)
     dt_server *s = jb->owner->srv;
     switch (mode) {
     case DT_RERANK_LOCK_SHARED: pthread_rwlock_rdlock(&s->lock); break;
-    case DT_RERANK_LOCK_NO_WRITERS:
-        pthread_mutex_lock(&s->commit);
-        jb->epoch_before = dt_engine_epoch(s->engine, jb->tenant);
-        break;
+    case DT_RERANK_LOCK_NO_WRITERS: pthread_mutex_lock(&s->commit); break;
     case DT_RERANK_LOCK_EXCLUSIVE: pthread_rwlock_wrlock(&s->lock); break;
     }
 }
@@ -158,18 +152,27 @@ static void job_unlock(void *ud, dt_rerank_lock_mode mode)
 {
     job *jb = ud;
     dt_server *s = jb->owner->srv;
-    if (mode != DT_RERANK_LOCK_NO_WRITERS) {
+    if (mode == DT_RERANK_LOCK_NO_WRITERS)
+        pthread_mutex_unlock(&s->commit);
+    else
         pthread_rwlock_unlock(&s->lock);
-        return;
+}
+
+/* The job's basis re-learn goes through the store like the one a write starts: journaled where it
+ * learns from, writers let in during the fit; then the loop learns the tenant's new epoch. */
+static int job_relearn(void *ud, const char *tenant, dt_err *err)
+{
+    job *jb = ud;
+    dt_server *s = jb->owner->srv;
+    bool built = false;
+    int rc = dt_store_relearn(&s->store, tenant, &built, err);
+    if (built) {
+        pthread_mutex_lock(&s->commit);
+        uint64_t epoch = dt_rpc_tenant_epoch(s, tenant);
+        pthread_mutex_unlock(&s->commit);
+        dt_jobs_hand_epoch(jb->owner, tenant, epoch, true);
     }
-    /* the end of the basis re-learn: journal it like the re-learn an upsert does, so a replay
-     * re-learns at the same point (writers are still excluded, so nothing comes in between) */
-    uint64_t epoch = dt_rpc_tenant_epoch(s, jb->tenant), seq = 0;
-    bool built = dt_engine_epoch(s->engine, jb->tenant) != jb->epoch_before;
-    if (built && s->durable) dt_durable_log_build(s->durable, jb->tenant, &seq, NULL);
-    pthread_mutex_unlock(&s->commit);
-    if (seq) dt_durable_sync(s->durable, seq, NULL);
-    if (built) hand_epoch(jb, epoch);
+    return rc;
 }
 
 static int job_emit(void *ud, const dt_rerank_list *l, dt_err *err)
@@ -702,6 +705,7 @@ static void run_start(dt_call *c, dt_jobs *J)
     ro.emit_ud = jb;
     ro.lock = job_lock;
     ro.unlock = job_unlock;
+    ro.relearn_fn = job_relearn;
     ro.lock_ud = jb;
     if (jb->cap) jb->candidates = r->candidates ? r->candidates : jb->k * 5 > 50 ? jb->k * 5 : 50;
     if (jb->candidates > 10000) jb->candidates = 10000;

@@ -17,6 +17,8 @@
 #ifndef DT_JOBS_H
 #define DT_JOBS_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "dt.h"
@@ -37,6 +39,12 @@ void dt_jobs_stop(dt_jobs *j);
 /* dt_jobs_stop, then waits for every job thread to finish cleaning up, and frees. Loop thread,
  * while the event base still exists (the loop need not run). NULL is fine. */
 void dt_jobs_free(dt_jobs *j);
+
+/* Tells the loop a tenant's epoch moved outside a write call (a basis re-learned by a job or in the
+ * store's background): the loop's epoch table, which cache keys carry, takes it. With wait, waits
+ * (a little) until the loop has, so that no answer cached under the old epoch is served after the
+ * call returns. Any thread but the loop's; NULL is fine. */
+void dt_jobs_hand_epoch(dt_jobs *J, const char *tenant, uint64_t epoch, bool wait);
 
 /* Appends the job metrics (text format 0.0.4): jobs started and finished by outcome, and each
  * running job's progress. Loop thread; NULL writes the counters as 0. */

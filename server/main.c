@@ -179,7 +179,7 @@ static int load_data(dt_server *s)
             fprintf(stderr, "dovetaild: --fsync: %s\n", err.msg);
             return -1;
         }
-        s->durable = dt_durable_open(s->engine, s->outcomes, &s->lock, &d, &err);
+        s->durable = s->store.durable = dt_durable_open(s->engine, s->outcomes, &s->lock, &d, &err);
         if (!s->durable) {
             fprintf(stderr, "dovetaild: --data-dir %s: %s%s%s\n", cfg->data_dir, err.field, err.field[0] ? ": " : "",
                     err.msg);
@@ -471,13 +471,16 @@ int main(int argc, char **argv)
         dt_auth_free(srv.auth);
         return 3;
     }
+    dt_store_init(&srv.store, srv.engine, NULL, &srv.commit, &srv.lock);
+    srv.store.quiet = cfg->quiet;
+    dt_rpc_store_hooks(&srv);
     int status = 0;
     char *jobs_dir = NULL;
     if (load_data(&srv) < 0) {
         status = 1;
         goto out;
     }
-    /* from now on writes compact off the write lock (rpc.c after_write); start-up compacted inline */
+    /* from now on writes compact off the write lock (store/commit.c dt_store_reindex); start-up compacted inline */
     dt_engine_defer_compaction(srv.engine, true);
     srv.base = event_base_new();
     if (!srv.base) {
@@ -586,6 +589,7 @@ int main(int argc, char **argv)
     }
 out:
     dt_pool_free(srv.pool);
+    dt_store_fini(&srv.store); /* a re-learn in the background finishes (no writer is left) */
     dt_http_stop(&srv);
     dt_auth_reloader_free(srv.auth_reloader);
     dt_auth_free(srv.auth);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commit.h"
 #include "durable.h"
 #include "pbjson.h"
 #include "server.h"
@@ -424,162 +425,181 @@ static void engine_error(dt_call *c, const dt_err *err)
 
 /* ---- handlers ---- */
 
-/* What a write leaves to do, with writers excluded (s->commit held) and searches running: only
- * the swaps take the write lock. Compacts the tenant's indexes when due, and re-learns its basis
- * once it has doubled since the last time; the re-learn is journaled (*seq gets its entry) so that
- * a replay re-learns at the same point (a lost marker only changes the basis). */
-static void after_write(dt_server *s, const char *tenant, uint64_t *seq)
+/* The store every write commits to (s->store, store/commit.h): served counts are folded in under
+ * each write lock, so that the outcome store the write changes is current. */
+static void fold_cb(void *ud)
 {
-    dt_engine_compaction *cp = NULL;
-    if (dt_engine_compaction_prepare(s->engine, tenant, &cp, NULL) == 0 && cp) {
-        pthread_rwlock_wrlock(&s->lock);
-        dt_engine_compaction_install(s->engine, cp, NULL); /* best effort: tombstones stay longer */
-        pthread_rwlock_unlock(&s->lock);
-    }
-    dt_engine_compaction_free(cp);
-    if (!dt_engine_needs_build(s->engine, tenant)) return;
-    dt_engine_relearn *rl = NULL;
-    if (dt_engine_relearn_prepare(s->engine, tenant, &rl, NULL) == 0 && rl) {
-        pthread_rwlock_wrlock(&s->lock);
-        int rc = dt_engine_relearn_install(s->engine, rl, NULL);
-        pthread_rwlock_unlock(&s->lock);
-        if (rc == 0 && s->durable) dt_durable_log_build(s->durable, tenant, seq, NULL);
-    }
-    dt_engine_relearn_free(rl);
+    fold_locked(ud);
 }
+
+/* A basis re-learned in the store's background moved the tenant's epoch (commit held). */
+static void relearned_cb(void *ud, const char *tenant)
+{
+    dt_server *s = ud;
+    dt_jobs_hand_epoch(s->jobs, tenant, dt_rpc_tenant_epoch(s, tenant), false);
+}
+
+void dt_rpc_store_hooks(dt_server *s)
+{
+    s->store.on_write_lock = fold_cb;
+    s->store.on_relearned = relearned_cb;
+    s->store.ud = s;
+}
+
+/* A commit's error as the call's answer; field prefixes are the handler's (e.g. "records[3]"). */
+static void commit_error(dt_call *c, const char *prefix, size_t i, dt_err *err)
+{
+    if (prefix) {
+        char field[64];
+        snprintf(field, sizeof field, "%s[%zu]%s%.30s", prefix, i, err->field[0] ? "." : "", err->field);
+        snprintf(err->field, sizeof err->field, "%s", field);
+    }
+    engine_error(c, err);
+}
+
+/* UpsertRecords: the whole batch is checked against the state it applies to, then tokenized and
+ * projected (no write lock), journaled as one entry, stored. */
+typedef struct upsert_ctx {
+    dt_call *c;
+    dt_record *recs, **ptrs;
+    size_t n, bad, done;
+    dt_engine_batch *tok;
+    bool check_failed; /* refused by the check: bad is the record, err.field its field */
+} upsert_ctx;
+
+static int upsert_check(void *ud, dt_err *err)
+{
+    upsert_ctx *u = ud;
+    u->check_failed = dt_engine_check_upsert(u->c->srv->engine, u->ptrs, u->n, &u->bad, err) < 0;
+    return u->check_failed ? -1 : 0;
+}
+
+static int upsert_prepare(void *ud, dt_err *err)
+{
+    upsert_ctx *u = ud;
+    return dt_engine_batch_prepare(u->c->srv->engine, u->ptrs, u->n, &u->tok, err);
+}
+
+static int upsert_apply(void *ud, dt_err *err)
+{
+    upsert_ctx *u = ud;
+    for (; u->done < u->n; u->done++)
+        if (dt_engine_batch_upsert(u->c->srv->engine, u->tok, u->done, &u->recs[u->done], err) < 0) return -1;
+    return 0;
+}
+
+static void publish_epoch(void *ud)
+{
+    dt_call *c = *(dt_call **)ud; /* every handler's context starts with its call */
+    c->epoch_after = dt_rpc_tenant_epoch(c->srv, c->tenant);
+}
+
+static const dt_commit_ops upsert_ops = {DT_J_UPSERT, "the write", upsert_check, upsert_prepare, upsert_apply,
+                                         publish_epoch};
 
 static void run_upsert(dt_call *c)
 {
     const Dovetail__V1__UpsertRecordsRequest *rq = (const void *)c->in;
     dt_server *s = c->srv;
     size_t n = rq->n_records;
-    dt_record *recs = calloc(n ? n : 1, sizeof *recs);
-    if (!recs) {
-        c->code = TW_INTERNAL;
-        dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory");
-        return;
-    }
+    upsert_ctx u = {c, calloc(n ? n : 1, sizeof *u.recs), malloc((n ? n : 1) * sizeof *u.ptrs), n, 0, 0, NULL, false};
     size_t ok = 0;
-    for (; ok < n; ok++)
-        if (record_from_pb(c, rq->records[ok], ok, &recs[ok]) < 0) break;
+    for (; u.recs && ok < n; ok++)
+        if (record_from_pb(c, rq->records[ok], ok, &u.recs[ok]) < 0) break;
     /* two records with the same (side, id) in one call: the later one wins, as if upserted in
      * order; that is the documented behaviour, so nothing to check here */
     /* the journal entry (the whole call, so recovery never sees half of it) is encoded first:
      * the engine takes the records */
     uint8_t *payload = NULL;
     size_t plen = 0;
-    uint64_t seq = 0;
     dt_err err = DT_ERR_INIT;
-    dt_record **ptrs = ok == n ? malloc((n ? n : 1) * sizeof *ptrs) : NULL;
-    for (size_t i = 0; ptrs && i < n; i++) ptrs[i] = &recs[i];
-    if (ok == n && (!ptrs || (s->durable && dt_durable_encode_upsert(ptrs, n, &payload, &plen, &err) < 0))) {
+    if (!u.recs || !u.ptrs) {
         c->code = TW_INTERNAL;
-        dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory encoding the journal entry");
-        ok = 0;
+        dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory");
+    } else if (ok == n) {
+        for (size_t i = 0; i < n; i++) u.ptrs[i] = &u.recs[i];
+        if (s->durable && dt_durable_encode_upsert(u.ptrs, n, &payload, &plen, &err) < 0) {
+            c->code = TW_INTERNAL;
+            dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory encoding the journal entry");
+        }
     }
-    if (ok == n) {
-        /* writers excluded from here on; searches go on until the write lock below */
-        pthread_mutex_lock(&s->commit);
-        size_t done = 0, bad = 0;
-        dt_engine_batch *tok = NULL;
-        /* the whole batch against the state it applies to, then the journal, then memory: a
-         * refused request changes nothing, in memory or on disk, and a replay never meets an
-         * entry the engine refuses. Checking and tokenizing need no write lock. */
-        if (dt_engine_check_upsert(s->engine, ptrs, n, &bad, &err) < 0) {
-            char field[64];
-            snprintf(field, sizeof field, "records[%zu]%s%.30s", bad, err.field[0] ? "." : "", err.field);
-            snprintf(err.field, sizeof err.field, "%s", field);
-            engine_error(c, &err);
-        } else if (dt_engine_batch_prepare(s->engine, ptrs, n, &tok, &err) < 0) {
-            engine_error(c, &err);
-        } else if (s->durable && dt_durable_append(s->durable, DT_J_UPSERT, payload, plen, &seq, &err) < 0) {
-            c->code = TW_INTERNAL;
-            dt_err_set(&c->err, DT_EIO, NULL, "the write could not be journaled (%.180s); nothing was stored", err.msg);
+    if (ok == n && c->code == TW_OK) {
+        dt_commit cm = {&upsert_ops, &u, payload, plen, c->tenant, 0, DT_COMMIT_DONE};
+        if (dt_store_commit(&s->store, &cm, &err) < 0) {
+            if (u.check_failed)
+                commit_error(c, "records", u.bad, &err);
+            else if (cm.stage == DT_COMMIT_NOT_APPLIED)
+                commit_error(c, "records", u.done, &err); /* memory: earlier records stay */
+            else
+                commit_error(c, NULL, 0, &err);
         } else {
-            pthread_rwlock_wrlock(&s->lock);
-            fold_locked(s);
-            for (; done < n; done++)
-                if (dt_engine_batch_upsert(s->engine, tok, done, &recs[done], &err) < 0) break;
-            pthread_rwlock_unlock(&s->lock);
-        }
-        dt_engine_batch_free(tok);
-        if (done < n && c->code == TW_OK) {
-            char field[64];
-            snprintf(field, sizeof field, "records[%zu]%s%.30s", done, err.field[0] ? "." : "", err.field);
-            snprintf(err.field, sizeof err.field, "%s", field);
-            engine_error(c, &err); /* checked already, so this is memory: earlier records stay */
-        } else if (done == n) {
-            after_write(s, c->tenant, &seq);
-        }
-        c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
-        pthread_mutex_unlock(&s->commit);
-        if (done == n && seq && dt_durable_sync(s->durable, seq, &err) < 0) {
-            c->code = TW_INTERNAL;
-            dt_err_set(&c->err, DT_EIO, NULL, "the write could not be made durable (%.180s); not acknowledged", err.msg);
-            done = 0;
-        }
-        if (done == n) {
             Dovetail__V1__UpsertRecordsResponse resp = DOVETAIL__V1__UPSERT_RECORDS_RESPONSE__INIT;
             resp.upserted = (uint32_t)n;
             resp.index_epoch = c->epoch_after;
             dt_rpc_finish(c, &resp.base);
         }
     }
-    for (size_t i = 0; i < n; i++) dt_record_free(&recs[i]);
-    free(recs);
-    free(ptrs);
+    dt_engine_batch_free(u.tok);
+    for (size_t i = 0; u.recs && i < n; i++) dt_record_free(&u.recs[i]);
+    free(u.recs);
+    free(u.ptrs);
     free(payload);
 }
+
+/* DeleteRecords: nothing to check (ids not stored are reported, not refused); journaled, then
+ * deleted. Replaying a delete of an absent id is harmless. */
+typedef struct delete_ctx {
+    dt_call *c;
+    dt_side side;
+    char *const *ids;
+    size_t n, deleted, nm;
+    char **missing;
+} delete_ctx;
+
+static int delete_apply(void *ud, dt_err *err)
+{
+    (void)err;
+    delete_ctx *d = ud;
+    for (size_t i = 0; i < d->n; i++) {
+        if (dt_engine_delete(d->c->srv->engine, d->c->tenant, d->side, d->ids[i], NULL) == 0)
+            d->deleted++;
+        else
+            d->missing[d->nm++] = d->ids[i];
+    }
+    return 0;
+}
+
+static const dt_commit_ops delete_ops = {DT_J_DELETE, "the delete", NULL, NULL, delete_apply, publish_epoch};
 
 static void run_delete(dt_call *c)
 {
     const Dovetail__V1__DeleteRecordsRequest *rq = (const void *)c->in;
     dt_server *s = c->srv;
-    dt_side side = DT_DEMAND;
-    dt_rpc_side_of(rq->side, &side);
-    char **missing = calloc(rq->n_ids ? rq->n_ids : 1, sizeof *missing);
-    if (!missing) {
+    delete_ctx d = {c, DT_DEMAND, rq->ids, rq->n_ids, 0, 0, calloc(rq->n_ids ? rq->n_ids : 1, sizeof(char *))};
+    dt_rpc_side_of(rq->side, &d.side);
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    dt_err err = DT_ERR_INIT;
+    if (!d.missing || (rq->n_ids && s->durable &&
+                       dt_durable_encode_delete(c->tenant, d.side, rq->ids, rq->n_ids, &payload, &plen, &err) < 0)) {
+        free(d.missing);
         c->code = TW_INTERNAL;
         dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory");
         return;
     }
-    size_t nm = 0, deleted = 0;
-    uint64_t seq = 0;
-    dt_err err = DT_ERR_INIT;
-    bool durable_ok = true;
-    pthread_mutex_lock(&s->commit);
-    /* journal first, then memory (replaying a delete of an absent id is harmless) */
-    if (rq->n_ids && s->durable &&
-        dt_durable_log_delete(s->durable, c->tenant, side, rq->ids, rq->n_ids, &seq, &err) < 0)
-        durable_ok = false;
-    if (durable_ok) {
-        pthread_rwlock_wrlock(&s->lock);
-        fold_locked(s);
-        for (size_t i = 0; i < rq->n_ids; i++) {
-            if (dt_engine_delete(s->engine, c->tenant, side, rq->ids[i], NULL) == 0)
-                deleted++;
-            else
-                missing[nm++] = rq->ids[i];
-        }
-        pthread_rwlock_unlock(&s->lock);
-        if (deleted) after_write(s, c->tenant, &seq);
+    dt_commit cm = {&delete_ops, &d, payload, plen, c->tenant, 0, DT_COMMIT_DONE};
+    if (dt_store_commit(&s->store, &cm, &err) < 0) {
+        commit_error(c, NULL, 0, &err);
+    } else {
+        Dovetail__V1__DeleteRecordsResponse resp = DOVETAIL__V1__DELETE_RECORDS_RESPONSE__INIT;
+        resp.deleted = (uint32_t)d.deleted;
+        resp.n_not_found = d.nm;
+        resp.not_found = d.missing;
+        resp.index_epoch = c->epoch_after;
+        dt_rpc_finish(c, &resp.base);
     }
-    c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
-    pthread_mutex_unlock(&s->commit);
-    if (durable_ok && seq && dt_durable_sync(s->durable, seq, &err) < 0) durable_ok = false;
-    if (!durable_ok) {
-        free(missing);
-        c->code = TW_INTERNAL;
-        dt_err_set(&c->err, DT_EIO, NULL, "the delete could not be made durable (%.180s); not acknowledged", err.msg);
-        return;
-    }
-    Dovetail__V1__DeleteRecordsResponse resp = DOVETAIL__V1__DELETE_RECORDS_RESPONSE__INIT;
-    resp.deleted = (uint32_t)deleted;
-    resp.n_not_found = nm;
-    resp.not_found = missing;
-    resp.index_epoch = c->epoch_after;
-    dt_rpc_finish(c, &resp.base);
-    free(missing);
+    free(d.missing);
+    free(payload);
 }
 
 static void run_get(dt_call *c)
@@ -755,81 +775,88 @@ static void run_stats(dt_call *c)
 
 /* ---- RecordOutcome ---- */
 
+/* RecordOutcome: every id must name a stored record (checked with writers excluded, so they stay
+ * stored), then one journal entry, then the events. */
+typedef struct outcome_ctx {
+    dt_call *c;
+    dt_outcome_event *evs;
+    size_t n, bad, done;
+    uint64_t total;
+} outcome_ctx;
+
+static int outcome_check(void *ud, dt_err *err)
+{
+    outcome_ctx *o = ud;
+    for (o->bad = 0; o->bad < o->n; o->bad++)
+        if (dt_outcome_event_check_stored(o->c->srv->engine, &o->evs[o->bad], err) < 0) return -1;
+    return 0;
+}
+
+static int outcome_apply(void *ud, dt_err *err)
+{
+    outcome_ctx *o = ud;
+    for (; o->done < o->n; o->done++)
+        if (dt_outcome_add(o->c->srv->outcomes, &o->evs[o->done], err) < 0) return -1;
+    return 0;
+}
+
+static void outcome_publish(void *ud)
+{
+    outcome_ctx *o = ud;
+    publish_epoch(ud);
+    o->total = dt_outcome_count(o->c->srv->outcomes, o->c->tenant);
+}
+
+static const dt_commit_ops outcome_ops = {DT_J_OUTCOMES, "the outcomes", outcome_check, NULL, outcome_apply,
+                                          outcome_publish};
+
 static void run_record_outcome(dt_call *c)
 {
     const Dovetail__V1__RecordOutcomeRequest *rq = (const void *)c->in;
     dt_server *s = c->srv;
     size_t n = rq->n_outcomes;
-    dt_outcome_event *evs = calloc(n ? n : 1, sizeof *evs);
-    if (!evs || !s->outcomes) {
-        free(evs);
+    outcome_ctx o = {c, calloc(n ? n : 1, sizeof *o.evs), n, 0, 0, 0};
+    if (!o.evs || !s->outcomes) {
+        free(o.evs);
         c->code = TW_INTERNAL;
         dt_err_set(&c->err, DT_ENOMEM, NULL, "out of memory");
         return;
     }
     for (size_t i = 0; i < n; i++)
-        if (outcome_from_pb(c, rq->outcomes[i], i, &evs[i]) < 0) {
-            free(evs);
+        if (outcome_from_pb(c, rq->outcomes[i], i, &o.evs[i]) < 0) {
+            free(o.evs);
             return;
         }
     uint8_t *payload = NULL;
     size_t plen = 0;
-    uint64_t seq = 0;
     dt_err err = DT_ERR_INIT;
-    if (n && s->durable && dt_durable_encode_outcomes(c->tenant, evs, n, &payload, &plen, &err) < 0) {
-        free(evs);
+    if (n && s->durable && dt_durable_encode_outcomes(c->tenant, o.evs, n, &payload, &plen, &err) < 0) {
+        free(o.evs);
         c->code = TW_INTERNAL;
         dt_err_set(&c->err, err.code, NULL, "cannot encode the journal entry: %.200s", err.msg);
         return;
     }
-    pthread_mutex_lock(&s->commit); /* writers excluded: the ids checked stay as they are */
-    size_t done = 0;
-    /* every id first, then the journal, then memory: all or nothing */
-    for (size_t i = 0; i < n; i++)
-        if (dt_outcome_event_check_stored(s->engine, &evs[i], &err) < 0) {
+    dt_commit cm = {&outcome_ops, &o, payload, plen, NULL, 0, DT_COMMIT_DONE};
+    if (dt_store_commit(&s->store, &cm, &err) < 0) {
+        if (cm.stage == DT_COMMIT_REFUSED) {
             char field[64];
-            snprintf(field, sizeof field, "outcomes[%zu].%.30s", i, err.field);
+            snprintf(field, sizeof field, "outcomes[%zu].%.30s", o.bad, err.field);
             snprintf(err.field, sizeof err.field, "%s", field);
             engine_error(c, &err);
-            break;
-        }
-    if (c->code == TW_OK && n) {
-        /* journal first, then memory: a write the journal refuses changes nothing */
-        if (s->durable && dt_durable_append(s->durable, DT_J_OUTCOMES, payload, plen, &seq, &err) < 0) {
-            c->code = TW_INTERNAL;
-            dt_err_set(&c->err, DT_EIO, NULL, "the outcomes could not be journaled (%.180s); nothing was stored",
-                       err.msg);
+        } else if (cm.stage == DT_COMMIT_NOT_APPLIED) {
+            commit_error(c, "outcomes", o.done, &err); /* memory: earlier events stay */
         } else {
-            pthread_rwlock_wrlock(&s->lock);
-            fold_locked(s);
-            for (; done < n; done++)
-                if (dt_outcome_add(s->outcomes, &evs[done], &err) < 0) break;
-            pthread_rwlock_unlock(&s->lock);
-            if (done < n) {
-                char field[64];
-                snprintf(field, sizeof field, "outcomes[%zu]%s%.30s", done, err.field[0] ? "." : "", err.field);
-                snprintf(err.field, sizeof err.field, "%s", field);
-                engine_error(c, &err); /* validated already, so this is memory: earlier events stay */
-            }
+            commit_error(c, NULL, 0, &err);
         }
-    }
-    c->epoch_after = dt_rpc_tenant_epoch(s, c->tenant);
-    uint64_t total = dt_outcome_count(s->outcomes, c->tenant);
-    pthread_mutex_unlock(&s->commit);
-    if (c->code == TW_OK && seq && dt_durable_sync(s->durable, seq, &err) < 0) {
-        c->code = TW_INTERNAL;
-        dt_err_set(&c->err, DT_EIO, NULL, "the outcomes could not be made durable (%.180s); not acknowledged",
-                   err.msg);
-    }
-    if (c->code == TW_OK) {
+    } else {
         Dovetail__V1__RecordOutcomeResponse resp = DOVETAIL__V1__RECORD_OUTCOME_RESPONSE__INIT;
         resp.recorded = (uint32_t)n;
-        resp.tenant_outcomes = total;
+        resp.tenant_outcomes = o.total;
         resp.index_epoch = c->epoch_after;
         dt_rpc_finish(c, &resp.base);
     }
     free(payload);
-    free(evs);
+    free(o.evs);
 }
 
 /* ---- Match ---- */

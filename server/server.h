@@ -17,6 +17,7 @@
 
 #include "auth.h"
 #include "cache.h"
+#include "commit.h"
 #include "dovetail/v1/matchmaker.pb-c.h"
 #include "engine.h"
 #include "rerank.h"
@@ -161,6 +162,7 @@ typedef struct dt_server {
     /* One writer at a time, taken before lock (dt_rpc_write_lock): a snapshot holds it alone while
      * it serialises the state, so writes wait for the snapshot but searches never do. */
     pthread_mutex_t commit;
+    dt_store store;             /* the commit path over engine, lock, commit and durable (store/commit.h) */
     dt_pool *pool;
     dt_cache *cache;
     dt_metrics metrics;
@@ -242,6 +244,9 @@ void dt_rpc_run(dt_call *c, dt_worker *w);
 /* Match calls by stored records get the outcome feedback (rerank.h, dt_feedback_search): their
  * declined partners never appear, and they equal the re-rank job's lists with the same k. */
 void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_worker *w);
+/* rpc.c: sets s->store's hooks (served counts folded under each write lock; a basis re-learned in
+ * the background tells the loop the tenant's new epoch). Before serving. */
+void dt_rpc_store_hooks(dt_server *s);
 /* rpc.c, loop thread: checks a decoded request before any work is queued (limits, required
  * fields) so that bad requests never wait in the queue. 0 or sets c->code/err. */
 int dt_rpc_precheck(dt_call *c);

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "snapshot.h"
@@ -58,6 +59,7 @@ struct dt_durable {
     bool stopping;
     uint64_t bytes_at_snapshot; /* journal bytes appended when the last snapshot started */
     pthread_mutex_t snap_mu;    /* one snapshot at a time */
+    unsigned holds;             /* dt_durable_hold_snapshots, guarded by o.commit */
     uint64_t snapshots, snapshot_failures, last_snapshot_seq;
     double last_snapshot_seconds;
 };
@@ -440,8 +442,8 @@ int dt_durable_append(dt_durable *d, uint8_t type, const uint8_t *payload, size_
     return rc;
 }
 
-int dt_durable_log_delete(dt_durable *d, const char *tenant, dt_side side, char *const *ids, size_t n,
-                          uint64_t *seq, dt_err *err)
+int dt_durable_encode_delete(const char *tenant, dt_side side, char *const *ids, size_t n, uint8_t **payload,
+                             size_t *len, dt_err *err)
 {
     dt_codec_buf b;
     dt_codec_buf_init(&b);
@@ -449,13 +451,7 @@ int dt_durable_log_delete(dt_durable *d, const char *tenant, dt_side side, char 
     dt_codec_put_u8(&b, (uint8_t)side);
     dt_codec_put_u32(&b, (uint32_t)n);
     for (size_t i = 0; i < n; i++) dt_codec_put_str(&b, ids[i]);
-    uint8_t *p;
-    size_t len;
-    int rc = dt_codec_buf_take(&b, &p, &len, err);
-    if (rc) return rc;
-    rc = dt_durable_append(d, DT_J_DELETE, p, len, seq, err);
-    free(p);
-    return rc;
+    return dt_codec_buf_take(&b, payload, len, err);
 }
 
 int dt_durable_log_build(dt_durable *d, const char *tenant, uint64_t *seq, dt_err *err)
@@ -628,17 +624,38 @@ static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
     return rc;
 }
 
-int dt_durable_snapshot(dt_durable *d, dt_err *err)
+void dt_durable_hold_snapshots(dt_durable *d, bool hold)
+{
+    if (!d) return;
+    if (hold)
+        d->holds++;
+    else if (d->holds)
+        d->holds--;
+}
+
+/* A snapshot; while snapshots are held, waits for the hold to end (wait) or returns 1 without
+ * taking one. */
+static int snapshot(dt_durable *d, bool wait, dt_err *err)
 {
     pthread_mutex_lock(&d->snap_mu);
     if (d->o.before_snapshot) d->o.before_snapshot(d->o.before_snapshot_ud);
     double t0 = now_s();
     dt_snapshot_writer *w = NULL;
     /* writers wait (searches too, without a commit mutex): the state is exactly the journal up to seq */
-    if (d->o.commit)
+    if (d->o.commit) {
         pthread_mutex_lock(d->o.commit);
-    else
+        while (d->holds) {
+            pthread_mutex_unlock(d->o.commit);
+            if (!wait) {
+                pthread_mutex_unlock(&d->snap_mu);
+                return 1;
+            }
+            usleep(10000);
+            pthread_mutex_lock(d->o.commit);
+        }
+    } else {
         pthread_rwlock_rdlock(d->lock);
+    }
     dt_journal_stats js;
     dt_journal_stats_get(d->j, &js);
     uint64_t seq = js.next_seq - 1;
@@ -675,6 +692,11 @@ int dt_durable_snapshot(dt_durable *d, dt_err *err)
     return rc;
 }
 
+int dt_durable_snapshot(dt_durable *d, dt_err *err)
+{
+    return snapshot(d, true, err);
+}
+
 static void *snapshot_thread(void *arg)
 {
     dt_durable *d = arg;
@@ -690,7 +712,7 @@ static void *snapshot_thread(void *arg)
         if (js.bytes - d->bytes_at_snapshot < d->o.snapshot_every_bytes) continue;
         pthread_mutex_unlock(&d->mu);
         dt_err err = DT_ERR_INIT;
-        dt_durable_snapshot(d, &err);
+        snapshot(d, false, &err); /* held: tried again in a second */
         pthread_mutex_lock(&d->mu);
     }
     pthread_mutex_unlock(&d->mu);

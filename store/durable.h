@@ -70,8 +70,9 @@ void dt_durable_close(dt_durable *d, bool final_snapshot);
 int dt_durable_encode_upsert(dt_record *const *recs, size_t n, uint8_t **payload, size_t *len, dt_err *err);
 /* Under the engine write lock, before the mutation is applied: appends one entry. */
 int dt_durable_append(dt_durable *d, uint8_t type, const uint8_t *payload, size_t len, uint64_t *seq, dt_err *err);
-int dt_durable_log_delete(dt_durable *d, const char *tenant, dt_side side, char *const *ids, size_t n,
-                          uint64_t *seq, dt_err *err);
+/* Payload of a delete of n ids of one side (str tenant, u8 side, u32 count, the ids). */
+int dt_durable_encode_delete(const char *tenant, dt_side side, char *const *ids, size_t n, uint8_t **payload,
+                             size_t *len, dt_err *err);
 int dt_durable_log_build(dt_durable *d, const char *tenant, uint64_t *seq, dt_err *err);
 /* Payload of one RecordOutcome call: str tenant, u32 count, count events (dt_codec_put_outcome).
  * The events' own tenant fields are ignored. Encode before taking the lock; append it with
@@ -81,8 +82,14 @@ int dt_durable_encode_outcomes(const char *tenant, const dt_outcome_event *evs, 
                                size_t *len, dt_err *err);
 /* Without the lock: returns once entry seq is durable as the policy promises. */
 int dt_durable_sync(dt_durable *d, uint64_t seq, dt_err *err);
-/* Takes a snapshot now (the caller must not hold the engine lock). */
+/* Takes a snapshot now (the caller must not hold the engine lock nor the commit mutex); while
+ * snapshots are held, it waits for the hold to end. */
 int dt_durable_snapshot(dt_durable *d, dt_err *err);
+/* With the commit mutex held: holds snapshots back (hold) or lets them be taken again. A re-learn
+ * holds them between its journal marker and the swap: a snapshot in between would hold the old
+ * basis after the marker, and a restart from it would lose the re-learn (and the epoch step the
+ * swap made). Holds nest. NULL is fine. */
+void dt_durable_hold_snapshots(dt_durable *d, bool hold);
 void dt_durable_stats_get(dt_durable *d, dt_durable_stats *out);
 
 typedef struct dt_durable_load_report {
