@@ -142,9 +142,9 @@ static void job_lock(void *ud, dt_rerank_lock_mode mode)
     job *jb = ud;
     dt_server *s = jb->owner->srv;
     switch (mode) {
-    case DT_RERANK_LOCK_SHARED: pthread_rwlock_rdlock(&s->lock); break;
+    case DT_RERANK_LOCK_SHARED: dt_store_read_long(&s->store); break; /* a batch: a long reader */
     case DT_RERANK_LOCK_NO_WRITERS: pthread_mutex_lock(&s->commit); break;
-    case DT_RERANK_LOCK_EXCLUSIVE: pthread_rwlock_wrlock(&s->lock); break;
+    case DT_RERANK_LOCK_EXCLUSIVE: dt_store_write_lock(&s->store); break;
     }
 }
 
@@ -154,8 +154,10 @@ static void job_unlock(void *ud, dt_rerank_lock_mode mode)
     dt_server *s = jb->owner->srv;
     if (mode == DT_RERANK_LOCK_NO_WRITERS)
         pthread_mutex_unlock(&s->commit);
+    else if (mode == DT_RERANK_LOCK_SHARED)
+        dt_store_read_long_end(&s->store);
     else
-        pthread_rwlock_unlock(&s->lock);
+        dt_store_write_unlock(&s->store);
 }
 
 /* The job's basis re-learn goes through the store like the one a write starts: journaled where it

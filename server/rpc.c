@@ -47,12 +47,12 @@ static void fold_locked(dt_server *s)
 void dt_rpc_write_lock(dt_server *s)
 {
     pthread_mutex_lock(&s->commit);
-    pthread_rwlock_wrlock(&s->lock);
+    dt_store_write_lock(&s->store);
 }
 
 void dt_rpc_write_unlock(dt_server *s)
 {
-    pthread_rwlock_unlock(&s->lock);
+    dt_store_write_unlock(&s->store);
     pthread_mutex_unlock(&s->commit);
 }
 
@@ -694,7 +694,7 @@ static void run_stats(dt_call *c)
     if (rq->region_depth_present_case) so.region_depth = (int)rq->region_depth;
     if (!rq->groups) so.field_depth = so.region_depth = 0; /* one group: the total alone */
     dt_rpc_fold_served(s);
-    pthread_rwlock_rdlock(&s->lock);
+    dt_store_read_long(&s->store); /* walks every record of the tenants it reports */
     size_t nt;
     const char *const *names = dt_engine_tenants(s->engine, &nt);
     Dovetail__V1__TenantStats *ts = calloc(nt ? nt : 1, sizeof *ts);
@@ -761,7 +761,7 @@ static void run_stats(dt_call *c)
     } else {
         engine_error(c, &err);
     }
-    pthread_rwlock_unlock(&s->lock);
+    dt_store_read_long_end(&s->store);
     for (size_t i = 0; tb && i < nt; i++) {
         free(tb[i].rows);
         free(tb[i].groups);
@@ -1073,9 +1073,9 @@ void dt_rpc_run_match_batch(dt_call **calls, size_t n, dt_worker *w)
     /* the pending table stays small: past a threshold the worker folds it itself, unless a writer
      * or a snapshot holds the commit mutex (a Match worker never waits for them) */
     if (s && s->served && dt_served_pending(s->served) >= SERVED_FOLD_AT && pthread_mutex_trylock(&s->commit) == 0) {
-        pthread_rwlock_wrlock(&s->lock);
+        dt_store_write_lock(&s->store);
         fold_locked(s);
-        pthread_rwlock_unlock(&s->lock);
+        dt_store_write_unlock(&s->store);
         pthread_mutex_unlock(&s->commit);
     }
 out:

@@ -694,10 +694,10 @@ void dt_rpc_event_run(dt_call *c, dt_searcher *sr)
         return;
     }
     dt_err err = DT_ERR_INIT;
-    pthread_rwlock_rdlock(&s->lock);
+    dt_store_read_long(&s->store); /* candidates for every participant, then the schedule */
     int rc = dt_event_pair(s->engine, sr, &b.sp, &r, &err);
     if (rc == 0 && s->outcomes) r->epoch += dt_outcome_count(s->outcomes, c->tenant); /* as dt_rpc_tenant_epoch */
-    pthread_rwlock_unlock(&s->lock);
+    dt_store_read_long_end(&s->store);
     spec_buf_free(&b);
     if (rc < 0) {
         c->code = dt_twirp_from_err(err.code);

@@ -21,6 +21,8 @@ void dt_store_init(dt_store *st, dt_engine *e, dt_durable *d, pthread_mutex_t *c
     pthread_cond_init(&st->relearn_idle, NULL);
     pthread_mutex_init(&st->thr_mu, NULL);
     pthread_cond_init(&st->thr_cv, NULL);
+    pthread_mutex_init(&st->gate_mu, NULL);
+    pthread_cond_init(&st->gate_cv, NULL);
 }
 
 void dt_store_fini(dt_store *st)
@@ -31,6 +33,43 @@ void dt_store_fini(dt_store *st)
     pthread_cond_destroy(&st->relearn_idle);
     pthread_cond_destroy(&st->thr_cv);
     pthread_mutex_destroy(&st->thr_mu);
+    pthread_cond_destroy(&st->gate_cv);
+    pthread_mutex_destroy(&st->gate_mu);
+}
+
+void dt_store_write_lock(dt_store *st)
+{
+    pthread_mutex_lock(&st->gate_mu);
+    st->writers_waiting++;
+    while (st->long_readers) pthread_cond_wait(&st->gate_cv, &st->gate_mu);
+    pthread_mutex_unlock(&st->gate_mu);
+    pthread_rwlock_wrlock(st->lock);
+}
+
+void dt_store_write_unlock(dt_store *st)
+{
+    pthread_rwlock_unlock(st->lock);
+    pthread_mutex_lock(&st->gate_mu);
+    st->writers_waiting--;
+    pthread_cond_broadcast(&st->gate_cv);
+    pthread_mutex_unlock(&st->gate_mu);
+}
+
+void dt_store_read_long(dt_store *st)
+{
+    pthread_mutex_lock(&st->gate_mu);
+    while (st->writers_waiting) pthread_cond_wait(&st->gate_cv, &st->gate_mu);
+    st->long_readers++;
+    pthread_mutex_unlock(&st->gate_mu);
+    pthread_rwlock_rdlock(st->lock);
+}
+
+void dt_store_read_long_end(dt_store *st)
+{
+    pthread_rwlock_unlock(st->lock);
+    pthread_mutex_lock(&st->gate_mu);
+    if (--st->long_readers == 0) pthread_cond_broadcast(&st->gate_cv);
+    pthread_mutex_unlock(&st->gate_mu);
 }
 
 void dt_store_wait_relearn(dt_store *st)
@@ -105,9 +144,9 @@ static int finish_locked(dt_store *st, dt_engine_relearn *rl, int rc, double fit
     if (rc == 0) rc = dt_engine_relearn_project(st->engine, rl, err);
     if (rc == 0) {
         t1 = now_s();
-        pthread_rwlock_wrlock(st->lock);
+        dt_store_write_lock(st);
         rc = dt_engine_relearn_install(st->engine, rl, err);
-        pthread_rwlock_unlock(st->lock);
+        dt_store_write_unlock(st);
         t2 = now_s();
     }
     if (rc == 0 && !st->quiet && dt_engine_relearn_docs(rl) >= st->background_docs)
@@ -174,9 +213,9 @@ void dt_store_reindex(dt_store *st, const char *tenant, uint64_t *seq)
 {
     dt_engine_compaction *cp = NULL;
     if (dt_engine_compaction_prepare(st->engine, tenant, &cp, NULL) == 0 && cp) {
-        pthread_rwlock_wrlock(st->lock);
+        dt_store_write_lock(st);
         dt_engine_compaction_install(st->engine, cp, NULL); /* best effort: tombstones stay longer */
-        pthread_rwlock_unlock(st->lock);
+        dt_store_write_unlock(st);
     }
     dt_engine_compaction_free(cp);
     if (st->relearning || !dt_engine_needs_build(st->engine, tenant)) return;
@@ -258,10 +297,10 @@ int dt_store_commit(dt_store *st, dt_commit *c, dt_err *err)
         rc = stop(c, DT_COMMIT_NOT_JOURNALED);
     } else {
         t[4] = now_s();
-        pthread_rwlock_wrlock(st->lock);
+        dt_store_write_lock(st);
         if (st->on_write_lock) st->on_write_lock(st->ud);
         if (ops->apply(c->ctx, err) < 0) rc = stop(c, DT_COMMIT_NOT_APPLIED);
-        pthread_rwlock_unlock(st->lock);
+        dt_store_write_unlock(st);
         t[5] = now_s();
         if (rc == 0 && c->reindex_tenant) dt_store_reindex(st, c->reindex_tenant, &c->seq);
         t[6] = now_s();

@@ -56,6 +56,9 @@ typedef struct dt_store {
     pthread_mutex_t thr_mu;
     pthread_cond_t thr_cv;
     size_t threads;          /* background re-learn threads not yet finished (thr_mu) */
+    pthread_mutex_t gate_mu; /* long readers and the writer waiting for them (dt_store_read_long) */
+    pthread_cond_t gate_cv;
+    unsigned long_readers, writers_waiting;
 } dt_store;
 
 /* The required fields; the optional ones get their defaults (no hooks, background_docs
@@ -122,6 +125,16 @@ void dt_store_reindex(dt_store *st, const char *tenant, uint64_t *seq);
  * a re-learn in flight first). The caller holds no lock. *built tells whether the tenant's basis
  * (and epoch) changed. 0, or the engine's error. */
 int dt_store_relearn(dt_store *st, const char *tenant, bool *built, dt_err *err);
+
+/* The write lock, the way every writer of the store takes it: a writer first waits for the long
+ * readers in flight to finish while searches go on (and holds new long readers back), then takes
+ * *lock; searches therefore never queue behind a writer that waits for a long reader. */
+void dt_store_write_lock(dt_store *st);
+void dt_store_write_unlock(dt_store *st);
+/* *lock as a reader for a long read (a re-rank batch, Stats, PairEvent: tens to hundreds of
+ * milliseconds): starts only when no writer waits. Searches take *lock directly. */
+void dt_store_read_long(dt_store *st);
+void dt_store_read_long_end(dt_store *st);
 
 /* Waits until no re-learn is in flight (tests, shutdown). The caller holds no lock. */
 void dt_store_wait_relearn(dt_store *st);

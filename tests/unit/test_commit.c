@@ -15,6 +15,8 @@
 #include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -492,6 +494,68 @@ static void test_background_relearn_lets_writers_in_and_replays_equal(void **unu
     close_fixture(&f);
 }
 
+typedef struct locker {
+    dt_store *st;
+    bool write;
+    _Atomic int state; /* 0 waiting, 1 holds the lock, 2 released it */
+} locker;
+
+static void *locker_main(void *p)
+{
+    locker *l = p;
+    if (l->write)
+        dt_store_write_lock(l->st);
+    else
+        dt_store_read_long(l->st);
+    l->state = 1;
+    usleep(20000);
+    if (l->write)
+        dt_store_write_unlock(l->st);
+    else
+        dt_store_read_long_end(l->st);
+    l->state = 2;
+    return NULL;
+}
+
+static void wait_state(locker *l, int want)
+{
+    for (int i = 0; i < 2000 && l->state != want; i++) usleep(1000);
+    assert_int_equal(l->state, want);
+}
+
+/* A writer waiting for a long reader (a re-rank batch) does not hold up searches: they take the
+ * read lock while it waits, since it has not asked for the write lock yet; a new long reader waits
+ * behind the writer, so the writer cannot be starved by a stream of batches. */
+static void test_writer_waits_for_long_readers_without_blocking_searches(void **unused)
+{
+    (void)unused;
+    fixture f;
+    open_fixture(&f, false);
+    dt_store_read_long(&f.st); /* a batch in flight */
+    locker w = {&f.st, true, 0};
+    pthread_t tw;
+    assert_int_equal(pthread_create(&tw, NULL, locker_main, &w), 0);
+    for (int i = 0; i < 2000 && !f.st.writers_waiting; i++) usleep(1000);
+    assert_int_equal(f.st.writers_waiting, 1);
+    usleep(20000);
+    assert_int_equal(w.state, 0);
+    /* a search gets the read lock (with a writer-preferring lock it would not, had the writer
+     * asked for the write lock) */
+    assert_int_equal(pthread_rwlock_tryrdlock(&f.lock), 0);
+    pthread_rwlock_unlock(&f.lock);
+    locker r = {&f.st, false, 0};
+    pthread_t tr;
+    assert_int_equal(pthread_create(&tr, NULL, locker_main, &r), 0);
+    usleep(20000);
+    assert_int_equal(r.state, 0); /* the next batch waits for the writer */
+    dt_store_read_long_end(&f.st);
+    wait_state(&w, 2);
+    wait_state(&r, 2);
+    pthread_join(tw, NULL);
+    pthread_join(tr, NULL);
+    close_fixture(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_without_a_journal),
         cmocka_unit_test(test_reindex_is_journaled_after_the_write),
         cmocka_unit_test(test_background_relearn_lets_writers_in_and_replays_equal),
+        cmocka_unit_test(test_writer_waits_for_long_readers_without_blocking_searches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
