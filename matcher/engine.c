@@ -902,6 +902,8 @@ struct dt_engine_relearn {
     const dt_index *idx_begin[2];
     size_t n_begin[2];
     float *P;             /* after fit: row r of A on the new basis (dim floats each) */
+    float *C[2];          /* after catch-up: slot n_begin[s] + j of side s on the new basis at row j */
+    size_t n_caught[2];   /* slots below this were caught up (n_begin[s] until then) */
     dt_lsa lsa;
     dt_u32map col;
     float *idf;
@@ -931,7 +933,10 @@ void dt_engine_relearn_free(dt_engine_relearn *r)
     free_matrix(r);
     free(r->row_slot);
     free(r->P);
-    for (int s = 0; s < 2; s++) dt_index_free_rows(r->X[s]);
+    for (int s = 0; s < 2; s++) {
+        free(r->C[s]);
+        dt_index_free_rows(r->X[s]);
+    }
     free(r);
 }
 
@@ -1019,7 +1024,7 @@ static int relearn_begin(const dt_engine *e, const tenant *t, dt_engine_relearn 
         if (!t->idx[s]) continue;
         size_t n = dt_index_slots(t->idx[s]);
         rl->idx_begin[s] = t->idx[s];
-        rl->n_begin[s] = n;
+        rl->n_begin[s] = rl->n_caught[s] = n;
         for (uint32_t i = 0; i < n; i++) {
             if (!dt_index_live(t->idx[s], i)) continue;
             const dt_tf *tf;
@@ -1104,6 +1109,9 @@ static int project_since(const tenant *t, dt_engine_relearn *rl, dt_err *err)
                     memcpy(out, rl->P + r * dim, dim * sizeof *out);
                     continue;
                 }
+            } else if (same && i < rl->n_caught[s] && rl->C[s]) {
+                memcpy(out, rl->C[s] + (size_t)(i - rl->n_begin[s]) * dim, dim * sizeof *out);
+                continue;
             }
             const dt_tf *tf;
             size_t k;
@@ -1111,6 +1119,36 @@ static int project_since(const tenant *t, dt_engine_relearn *rl, dt_err *err)
             int rc = project_on(&rl->col, rl->idf, &rl->lsa, tf, k, out, err);
             if (rc) return rc;
         }
+    }
+    return 0;
+}
+
+int dt_engine_relearn_catch_up(const dt_engine *e, dt_engine_relearn *rl, size_t max, size_t *left, dt_err *err)
+{
+    *left = 0;
+    const tenant *t = find_tenant(e, rl->tenant);
+    if (!rl->fitted || rl->none || !rl->P || !t || t->kind == DENSE_EXTERNAL) return 0;
+    size_t dim = rl->lsa.dim;
+    for (int s = 0; s < 2; s++) {
+        const dt_index *idx = t->idx[s];
+        if (!idx || idx != rl->idx_begin[s]) continue; /* compacted since: project does it all */
+        size_t n = dt_index_slots(idx), from = rl->n_caught[s], to = from + max < n ? from + max : n;
+        if (to > from) {
+            float *C = realloc(rl->C[s], (to - rl->n_begin[s]) * dim * sizeof *C);
+            if (!C) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory projecting tenant '%s'", rl->tenant);
+            rl->C[s] = C;
+            for (size_t i = from; i < to; i++) {
+                if (!dt_index_live(idx, (uint32_t)i)) continue; /* never copied */
+                const dt_tf *tf;
+                size_t k;
+                dt_index_terms(idx, (uint32_t)i, &tf, &k);
+                int rc = project_on(&rl->col, rl->idf, &rl->lsa, tf, k, C + (i - rl->n_begin[s]) * dim, err);
+                if (rc) return rc;
+            }
+            rl->n_caught[s] = to;
+        }
+        *left += n - to;
+        max -= to - from;
     }
     return 0;
 }

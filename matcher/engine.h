@@ -159,6 +159,10 @@ int dt_engine_compact(dt_engine *e, const char *tenant, dt_err *err);
 typedef struct dt_engine_relearn dt_engine_relearn;
 int dt_engine_relearn_begin(const dt_engine *e, const char *tenant, dt_engine_relearn **out, dt_err *err);
 int dt_engine_relearn_fit(dt_engine_relearn *r, dt_err *err);
+/* Between fit and project, with searches allowed and writers not (the daemon holds its engine lock
+ * as a reader): projects up to max of the records written since begin, so that project, with
+ * writers out, has only the last ones left. *left: records written since begin and not caught up. */
+int dt_engine_relearn_catch_up(const dt_engine *e, dt_engine_relearn *r, size_t max, size_t *left, dt_err *err);
 int dt_engine_relearn_project(const dt_engine *e, dt_engine_relearn *r, dt_err *err);
 int dt_engine_relearn_prepare(const dt_engine *e, const char *tenant, dt_engine_relearn **out, dt_err *err);
 int dt_engine_relearn_install(dt_engine *e, dt_engine_relearn *r, dt_err *err);

@@ -151,13 +151,29 @@ static int finish_locked(dt_store *st, dt_engine_relearn *rl, int rc, double fit
     }
     if (rc == 0 && !st->quiet && dt_engine_relearn_docs(rl) >= st->background_docs)
         fprintf(stderr,
-                "dovetail: basis of tenant '%s' re-learned from %zu records: fit %.2f s (writes went on), "
+                "dovetail: basis of tenant '%s' re-learned from %zu records: fit and catch-up %.2f s (writes went on), "
                 "projection %.3f s (writers waited), swap %.3f s (searches waited)\n",
                 dt_engine_relearn_tenant(rl), dt_engine_relearn_docs(rl), fit_s, t1 - t0, t2 - t1);
     st->relearning = false;
     dt_durable_hold_snapshots(st->durable, false);
     pthread_cond_broadcast(&st->relearn_idle);
     return rc;
+}
+
+/* Between fit and finish: the records written during the fit are projected in chunks, each under
+ * the read lock as a long reader (writers go on between chunks), until few are left for finish to
+ * project with writers out. Best effort: finish projects whatever is left. */
+enum { CATCH_UP_CHUNK = 2000 };
+
+static void catch_up(dt_store *st, dt_engine_relearn *rl)
+{
+    for (int round = 0; round < 64; round++) {
+        size_t left = 0;
+        dt_store_read_long(st);
+        int rc = dt_engine_relearn_catch_up(st->engine, rl, CATCH_UP_CHUNK, &left, NULL);
+        dt_store_read_long_end(st);
+        if (rc || left < CATCH_UP_CHUNK / 4) return;
+    }
 }
 
 typedef struct background {
@@ -172,6 +188,7 @@ static void *background_main(void *p)
     dt_err err = DT_ERR_INIT;
     double t0 = now_s();
     int rc = fit(st, b->rl, &err);
+    if (rc == 0) catch_up(st, b->rl);
     double fit_s = now_s() - t0;
     pthread_mutex_lock(st->commit);
     rc = finish_locked(st, b->rl, rc, fit_s, &err);
@@ -242,6 +259,7 @@ int dt_store_relearn(dt_store *st, const char *tenant, bool *built, dt_err *err)
     if (rc || !rl) return rc;
     double t0 = now_s();
     rc = fit(st, rl, err);
+    if (rc == 0) catch_up(st, rl);
     double fit_s = now_s() - t0;
     pthread_mutex_lock(st->commit);
     rc = finish_locked(st, rl, rc, fit_s, err);
