@@ -589,12 +589,15 @@ int main(int argc, char **argv)
     }
 out:
     dt_pool_free(srv.pool);
-    dt_store_fini(&srv.store); /* a re-learn in the background finishes (no writer is left) */
+    /* a re-learn in the background finishes (no writer is left to start another); it tells the
+     * jobs' epoch hand-off, so before that goes */
+    dt_store_drain(&srv.store);
     dt_http_stop(&srv);
     dt_auth_reloader_free(srv.auth_reloader);
     dt_auth_free(srv.auth);
-    dt_jobs_free(srv.jobs);
+    dt_jobs_free(srv.jobs); /* a job re-learning through the store finishes first */
     srv.jobs = NULL;
+    dt_store_fini(&srv.store);
     free(jobs_dir);
     /* a clean stop leaves a fresh snapshot, so the next start replays nothing */
     dt_durable_close(srv.durable, status == 0);

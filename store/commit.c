@@ -25,11 +25,16 @@ void dt_store_init(dt_store *st, dt_engine *e, dt_durable *d, pthread_mutex_t *c
     pthread_cond_init(&st->gate_cv, NULL);
 }
 
-void dt_store_fini(dt_store *st)
+void dt_store_drain(dt_store *st)
 {
     pthread_mutex_lock(&st->thr_mu);
     while (st->threads) pthread_cond_wait(&st->thr_cv, &st->thr_mu);
     pthread_mutex_unlock(&st->thr_mu);
+}
+
+void dt_store_fini(dt_store *st)
+{
+    dt_store_drain(st);
     pthread_cond_destroy(&st->relearn_idle);
     pthread_cond_destroy(&st->thr_cv);
     pthread_mutex_destroy(&st->thr_mu);

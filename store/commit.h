@@ -66,7 +66,10 @@ typedef struct dt_store {
 #define DT_STORE_BACKGROUND_DOCS 5000
 #define DT_STORE_FIT_NICE 10
 void dt_store_init(dt_store *st, dt_engine *e, dt_durable *d, pthread_mutex_t *commit, pthread_rwlock_t *lock);
-/* Waits for background re-learns to finish. */
+/* Waits for background re-learns to finish (the caller makes sure no commit starts another). */
+void dt_store_drain(dt_store *st);
+/* dt_store_drain, then frees the store's own; nothing may use the store any more (a re-rank job
+ * re-learning through it included). */
 void dt_store_fini(dt_store *st);
 
 typedef struct dt_commit_ops {
