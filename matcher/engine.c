@@ -1070,6 +1070,8 @@ int dt_engine_relearn_fit(dt_engine_relearn *rl, dt_err *err)
     if (rl->fitted) return 0;
     dt_csr A = {rl->built_docs, rl->ncols, rl->row_ptr, rl->cols, rl->vals};
     int rc = dt_lsa_fit(&A, &rl->lo, &rl->lsa, err);
+    free(rl->vals); /* learned: room for the rows below */
+    rl->vals = NULL;
     /* every record of A on the new basis, here where nothing is held: project then copies them */
     if (rc == 0 && rl->built_docs && rl->lsa.dim) {
         if (!(rl->P = malloc(rl->built_docs * rl->lsa.dim * sizeof *rl->P))) {
