@@ -3,8 +3,10 @@
  * Journal payloads (codec.h encoding):
  *   DT_J_UPSERT  u32 count, then count records (each carries its tenant and side)
  *   DT_J_DELETE  str tenant, u8 side, u32 count, count str ids
- *   DT_J_BUILD   str tenant: the tenant's LSA basis was re-learned here (replay re-learns it from
- *                the same records in the same order, which gives the same basis)
+ *   DT_J_BUILD   str tenant: a re-learn of the tenant's LSA basis starts here, from the records
+ *                stored at this point (replay re-learns it here, from the same records in the same
+ *                order, which gives the same basis; the live daemon swaps it in later and projects
+ *                the records written meanwhile on it, as their replayed upserts do)
  *   DT_J_OUTCOMES str tenant, u32 count, count outcome events (one RecordOutcome call)
  * Snapshot sections:
  *   DT_S_BASIS   str tenant, u64 built_docs, u64 n_terms, u64 dim, n_terms u32 terms, n_terms f32
