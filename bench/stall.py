@@ -8,13 +8,17 @@ directory, --fsync always and a snapshot every SNAP_MB of journal, then:
   phase 2 (WRITE_SECONDS, 60): the same readers, while one writer upserts 200-record batches as
                                fast as it can, a second records outcome events, and one LSA
                                re-learn runs (a StartRerank job, cancelled once its re-learn is
-                               over: its ranking is a batch job's CPU, not a stall).
+                               over: its ranking is a batch job's CPU, not a stall);
+  phase 3 (AFTER_SECONDS, 20): the readers alone again, on the index the writes grew (new ids
+                               and replaced records: Match costs more there, whatever the locks).
 
-Prints p50 / p99 / p99.9 / max of Match and Matches/s for both phases in the same run, the ratio
-of the two throughputs, how many snapshots were taken and records written, and the targets
+Prints p50 / p99 / p99.9 / max of Match and Matches/s for each phase in the same run, the ratio
+of the throughputs (with writes against phase 1, the target; and against phase 3), Match by 10 s
+of phase 2, the daemon's CPU, how many snapshots were taken and records written, and the targets
 (with writes: p99 <= 50 ms, max <= 250 ms, throughput >= 80% of reads alone).
 
-    bench/stall.py [BUILD]     (env: BENCH_ACHIEVEMENTS=100000 READ_SECONDS WRITE_SECONDS SNAP_MB,
+    bench/stall.py [BUILD]     (env: BENCH_ACHIEVEMENTS=100000 READ_SECONDS WRITE_SECONDS AFTER_SECONDS
+                                SNAP_MB,
                                 STALL_LOG=FILE keeps the daemon's log)
 """
 import http.client
@@ -35,6 +39,7 @@ BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
 NACH = int(os.environ.get("BENCH_ACHIEVEMENTS", "100000"))
 READ_S = float(os.environ.get("READ_SECONDS", "30"))
 WRITE_S = float(os.environ.get("WRITE_SECONDS", "60"))
+AFTER_S = float(os.environ.get("AFTER_SECONDS", "20"))
 SNAP_MB = os.environ.get("SNAP_MB", "4")
 READERS = int(os.environ.get("READERS", "4"))
 DATA = os.path.join(BUILD, "bench-data", "demo-%d" % NACH)
@@ -110,9 +115,10 @@ def main():
 
         stop = threading.Event()
         phase = ["read"]
-        lat = {"read": [], "write": []}
-        when = {"read": [], "write": []}  # wall time each call ended
-        errors = {"read": 0, "write": 0}
+        lat = {"read": [], "write": [], "after": []}
+        when = {"read": [], "write": [], "after": []}  # wall time each call ended
+        errors = {"read": 0, "write": 0, "after": 0}
+        wstop = threading.Event()  # the writers stop before the readers
         lock = threading.Lock()
 
         def reader(seed):
@@ -144,7 +150,7 @@ def main():
             rnd = random.Random(seed)
             c = Conn(port)
             n = 0
-            while not stop.is_set():
+            while not wstop.is_set():
                 batch = []
                 for _ in range(200):
                     r = dict(rnd.choice(templates))
@@ -168,7 +174,7 @@ def main():
         def outcomes(seed):
             rnd = random.Random(seed)
             c = Conn(port)
-            while not stop.is_set():
+            while not wstop.is_set():
                 evs = [{"demandId": rnd.choice(ids), "achievementId": rnd.choice(ach_ids),
                         "kind": "OUTCOME_KIND_VIEWED"} for _ in range(20)]
                 t = time.perf_counter()
@@ -185,10 +191,17 @@ def main():
                         print("# RecordOutcome: %s %s" % (st, str(body)[:200]), file=sys.stderr)
                 time.sleep(0.01)
 
+        def cpu_s():
+            with open("/proc/%d/stat" % proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
         readers = [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(READERS)]
+        c0 = cpu_s()
         for t in readers:
             t.start()
         time.sleep(READ_S)
+        c1 = cpu_s()
         with lock:
             phase[0] = "write"
         t0_write = time.time()
@@ -220,8 +233,16 @@ def main():
                     break
                 time.sleep(0.1)
         time.sleep(max(0.0, t0_write + WRITE_S - time.time()))
+        c2 = cpu_s()
+        cpu_read, cpu_write = c1 - c0, c2 - c1
+        wstop.set()
+        for t in ws:
+            t.join(120)
+        with lock:
+            phase[0] = "after"
+        time.sleep(AFTER_S)
         stop.set()
-        for t in readers + ws:
+        for t in readers:
             t.join(120)
         log.flush()
         log.seek(0)
@@ -237,6 +258,7 @@ def main():
         print("# %d readers, Match by record (50%%) or by a demand title (50%%), k=10" % READERS)
         print(line("reads alone", lat["read"], READ_S))
         print(line("reads with writes", lat["write"], WRITE_S))
+        print(line("reads alone, after", lat["after"], AFTER_S))
         r = (len(lat["write"]) / WRITE_S) / max(1e-9, len(lat["read"]) / READ_S)
         print("# writes: %d records upserted in 200-record batches, %d outcome events, snapshots taken: %s,"
               " re-learn: %.1f s (then %s)" % (written[0], written[1], snaps, relearn["seconds"], relearn["state"]))
@@ -245,6 +267,15 @@ def main():
             "%.0f ms ending at +%.1f s" % (d * 1000, w - t0_write) for d, w in slow))
         if relearn_at[0]:
             print("# re-learn started at +%.1f s" % (relearn_at[0] - t0_write))
+        win = []
+        for w0 in range(0, int(WRITE_S), 10):
+            v = [d * 1000 for d, w in zip(lat["write"], when["write"]) if w0 <= w - t0_write < w0 + 10]
+            win.append("+%d-%d s %.0f/s p99 %.0f" % (w0, w0 + 10, len(v) / 10.0, pct(v, 99) if v else float("nan")))
+        print("# Match by 10 s of the write phase: " + "; ".join(win))
+        print("# dovetaild CPU: %.2f cores reading alone, %.2f cores with writes (of %d online)"
+              % (cpu_read / READ_S, cpu_write / WRITE_S, os.cpu_count() or 0))
+        ra = (len(lat["write"]) / WRITE_S) / max(1e-9, len(lat["after"]) / AFTER_S) if AFTER_S else float("nan")
+        print("# throughput with writes / reads alone after them, on the grown index: %.2f" % ra)
         ol = [x * 1000 for x in out_lat]
         print("# RecordOutcome calls: %d, errors %d, p50 %.1f ms, max %.1f ms"
               % (len(ol), written[2], pct(ol, 50), max(ol) if ol else float("nan")))
