@@ -4,7 +4,9 @@
 #   1. first start: load the JSONL files, learn the LSA basis, write the first snapshot;
 #   2. restart from the data directory (snapshot + empty journal): the everyday case;
 #   3. restart after a kill -9 with writes in the journal.
-# Prints seconds to the first answered /healthz and the peak resident memory (VmHWM).
+# Prints seconds to the first answered /healthz, the peak resident memory (VmHWM), records per
+# second, and the daemon's breakdown of its index memory (dense rows, postings, counted terms,
+# record text, ids, filter columns, LSA bases).
 #
 #   bench/startup.sh [BUILD]      (env: BENCH_RECORDS=1000000)
 set -eu
@@ -38,8 +40,10 @@ run() { # label, flags...
     t=$(echo "$(date +%s.%N) - $t0" | bc)
     hwm=$(awk '/VmHWM/{print $2}' /proc/$PID/status)
     rss=$(awk '/VmRSS/{print $2}' /proc/$PID/status)
-    printf '%-44s %9.1f s %9.2f GiB peak %9.2f GiB now\n' "$label" "$t" "$(echo "$hwm/1048576" | bc -l)" \
-        "$(echo "$rss/1048576" | bc -l)"
+    printf '%-44s %9.1f s %9.2f GiB peak %9.2f GiB now %9.0f records/s\n' "$label" "$t" \
+        "$(echo "$hwm/1048576" | bc -l)" "$(echo "$rss/1048576" | bc -l)" "$(echo "$N/$t" | bc -l)"
+    # what the index holds, by part (the daemon's own count, at the end of its start-up)
+    grep -o 'index memory: .*' "$TMP/err" | tail -1 | sed 's/^/  /'
     LASTPORT=$P
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }

@@ -116,6 +116,18 @@ dt_engine *dt_engine_new(const dt_engine_opts *opts, dt_err *err)
     return e;
 }
 
+void dt_engine_memory(const dt_engine *e, dt_index_mem *m, size_t *basis)
+{
+    *basis = 0;
+    for (size_t i = 0; i < e->n_tenants; i++) {
+        const tenant *t = &e->tenants[i];
+        for (int s = 0; s < 2; s++)
+            if (t->idx[s]) dt_index_memory(t->idx[s], m);
+        *basis += (t->lsa.n_terms * t->lsa.dim + t->lsa.dim) * sizeof(float) +
+                  t->lsa.n_terms * (sizeof *t->idf + sizeof *t->col_terms) + t->col.cap * 2 * sizeof(uint32_t);
+    }
+}
+
 static void tenant_clear_lsa(tenant *t)
 {
     dt_lsa_free(&t->lsa);

@@ -115,6 +115,9 @@ const dt_record *dt_engine_get(const dt_engine *e, const char *tenant, dt_side s
 dt_index *dt_engine_index(const dt_engine *e, const char *tenant, dt_side side);
 /* Tenant names, in creation order: *n of them, owned by the engine. */
 const char *const *dt_engine_tenants(const dt_engine *e, size_t *n);
+/* Bytes held by every tenant's indexes (added to *m) and by their LSA bases (*basis: projection,
+ * weights, term map). Walks every record: for start-up reports. */
+void dt_engine_memory(const dt_engine *e, dt_index_mem *m, size_t *basis);
 /* Per-tenant write counter: bumped by every upsert, delete and build of that tenant (cache keys). */
 uint64_t dt_engine_epoch(const dt_engine *e, const char *tenant);
 /* Restores a tenant's epoch from a snapshot (creates the tenant when it has none yet), so epochs

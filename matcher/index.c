@@ -385,6 +385,35 @@ size_t dt_index_terms_len(const dt_index *idx)
     return idx->terms_len;
 }
 
+static size_t str_bytes(const char *p)
+{
+    return p ? strlen(p) + 1 : 0;
+}
+
+void dt_index_memory(const dt_index *idx, dt_index_mem *m)
+{
+    m->rows += idx->dim * idx->cap * sizeof(float);
+    m->postings += idx->lists_cap * sizeof *idx->lists + idx->term_list.cap * 2 * sizeof(uint32_t);
+    for (size_t i = 0; i < idx->n_lists; i++) m->postings += (size_t)idx->lists[i].cap * (sizeof(uint32_t) + sizeof(float));
+    m->terms += idx->terms_cap * sizeof *idx->terms +
+                idx->cap * (sizeof *idx->term_off + sizeof *idx->term_n + sizeof *idx->doc_len);
+    m->records += idx->cap * sizeof *idx->recs;
+    m->ids += idx->id_cap * sizeof *idx->id_head + idx->cap * sizeof *idx->id_next;
+    m->columns += (idx->cap + 63) / 64 * 8 +
+                  idx->cap * (sizeof *idx->trl + sizeof *idx->status + sizeof *idx->modes + sizeof *idx->pmin +
+                              sizeof *idx->pmax + sizeof *idx->codes);
+    for (size_t s = 0; s < idx->n; s++) {
+        const dt_record *r = &idx->recs[s];
+        m->ids += str_bytes(r->id);
+        size_t b = str_bytes(r->tenant) + str_bytes(r->title) + str_bytes(r->text) + str_bytes(r->org) +
+                   str_bytes(r->field) + str_bytes(r->region) + r->dim * sizeof(float) +
+                   (r->n_keywords + r->n_tags) * sizeof(char *);
+        for (size_t k = 0; k < r->n_keywords; k++) b += str_bytes(r->keywords[k]);
+        for (size_t k = 0; k < r->n_tags; k++) b += str_bytes(r->tags[k]);
+        m->records += b;
+    }
+}
+
 int dt_index_set_dim(dt_index *idx, size_t dim, dt_err *err)
 {
     float *X = NULL;

@@ -117,6 +117,18 @@ int dt_index_growth_prepare(const dt_index *idx, size_t want_slots, size_t want_
 void dt_index_growth_install(dt_index *idx, dt_index_growth *g);
 void dt_index_growth_free(dt_index_growth *g); /* NULL is fine */
 size_t dt_index_terms_len(const dt_index *idx);
+
+/* Bytes an index holds, by what for (allocated capacity, dead slots included until compaction). */
+typedef struct dt_index_mem {
+    size_t rows;     /* the dense matrix */
+    size_t postings; /* inverted lists and the term -> list map */
+    size_t terms;    /* each record's counted terms (forward index: re-learn, compaction, snapshots) */
+    size_t records;  /* record structs and their text: title, text, keywords, org, codes, tags, embedding */
+    size_t ids;      /* id strings and the id map */
+    size_t columns;  /* filter columns: live, TRL, status, modes, prices, codes */
+} dt_index_mem;
+/* Adds idx's bytes to *m (walks every slot: for start-up reports, not for every request). */
+void dt_index_memory(const dt_index *idx, dt_index_mem *m);
 size_t dt_index_capacity(const dt_index *idx);
 const float *dt_index_matrix(const dt_index *idx); /* slots x dim, row stride dim */
 

@@ -239,6 +239,15 @@ static int load_data(dt_server *s)
         dt_server_set_epoch(s, names[i], dt_rpc_tenant_epoch(s, names[i]));
     }
     if (built) dt_log(cfg, "dense index of %zu tenants built in %.2f s", built, (double)(dt_now_us() - t0) / 1e6);
+    dt_index_mem m = {0};
+    size_t basis = 0;
+    dt_engine_memory(s->engine, &m, &basis);
+    const double mib = 1024.0 * 1024.0;
+    dt_log(cfg,
+           "index memory: %.0f MiB = dense rows %.0f, postings %.0f, counted terms %.0f, record text %.0f, "
+           "ids %.0f, filter columns %.0f, LSA bases %.0f",
+           (double)(m.rows + m.postings + m.terms + m.records + m.ids + m.columns + basis) / mib, m.rows / mib,
+           m.postings / mib, m.terms / mib, m.records / mib, m.ids / mib, m.columns / mib, basis / mib);
     return 0;
 }
 

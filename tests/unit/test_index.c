@@ -320,6 +320,33 @@ static void test_growth_prepared_then_installed(void **state)
     dt_index_free(idx);
 }
 
+/* The memory report counts what the index holds: the matrix by capacity, every record's text and
+ * id, its terms and postings. */
+static void test_memory_report(void **state)
+{
+    (void)state;
+    dt_err err = DT_ERR_INIT;
+    dt_index *idx = dt_index_new("m", DT_ACHIEVEMENT, 8, &err);
+    dt_record r = mk("m0", 5, 0, NAN, NAN, "C.1", NULL);
+    dt_tf t[3] = {{1, 1}, {2, 1}, {3, 2}};
+    assert_int_equal(dt_index_put(idx, &r, t, 3, 4, NULL, &err), 0);
+    dt_index_mem a = {0}, b = {0};
+    dt_index_memory(idx, &a);
+    assert_int_equal(a.rows, dt_index_capacity(idx) * 8 * sizeof(float));
+    assert_true(a.ids >= 3 && a.postings >= 3 * 8 && a.terms >= 3 * sizeof(dt_tf) && a.columns > 0);
+    char text[1001];
+    memset(text, 'x', 1000);
+    text[1000] = 0;
+    r = mk("m1-a-longer-id", 5, 0, NAN, NAN, NULL, NULL);
+    r.text = strdup(text);
+    assert_int_equal(dt_index_put(idx, &r, t, 3, 4, NULL, &err), 0);
+    dt_index_memory(idx, &b);
+    assert_true(b.records >= a.records + 1001);
+    assert_true(b.ids >= a.ids + strlen("m1-a-longer-id") + 1);
+    assert_int_equal(b.rows, a.rows); /* capacity unchanged */
+    dt_index_free(idx);
+}
+
 /* Hashed codes agree with the string functions, component by component. */
 static void test_codes_hashed(void **state)
 {
@@ -347,7 +374,7 @@ int main(void)
         cmocka_unit_test(test_codes),
         cmocka_unit_test(test_filters_random),
         cmocka_unit_test(test_compaction_keeps_everything), cmocka_unit_test(test_codes_hashed),
-        cmocka_unit_test(test_growth_prepared_then_installed),
+        cmocka_unit_test(test_growth_prepared_then_installed), cmocka_unit_test(test_memory_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
