@@ -195,6 +195,7 @@ static void *background_main(void *p)
     int rc = fit(st, b->rl, &err);
     if (rc == 0) catch_up(st, b->rl);
     double fit_s = now_s() - t0;
+    dt_durable_wait_serialised(st->durable); /* held: no snapshot starts after this one */
     pthread_mutex_lock(st->commit);
     rc = finish_locked(st, b->rl, rc, fit_s, &err);
     if (rc == 0 && st->on_relearned) st->on_relearned(st->ud, dt_engine_relearn_tenant(b->rl));
@@ -233,6 +234,9 @@ static bool start_background(dt_store *st, dt_engine_relearn *rl)
 
 void dt_store_reindex(dt_store *st, const char *tenant, uint64_t *seq)
 {
+    /* a snapshot writing the records frozen before this write: both change them in place, so a
+     * later write does them */
+    if (dt_durable_serialising(st->durable)) return;
     dt_engine_compaction *cp = NULL;
     if (dt_engine_compaction_prepare(st->engine, tenant, &cp, NULL) == 0 && cp) {
         dt_store_write_lock(st);
@@ -266,6 +270,7 @@ int dt_store_relearn(dt_store *st, const char *tenant, bool *built, dt_err *err)
     rc = fit(st, rl, err);
     if (rc == 0) catch_up(st, rl);
     double fit_s = now_s() - t0;
+    dt_durable_wait_serialised(st->durable); /* held: no snapshot starts after this one */
     pthread_mutex_lock(st->commit);
     rc = finish_locked(st, rl, rc, fit_s, err);
     pthread_mutex_unlock(st->commit);

@@ -62,6 +62,11 @@ struct dt_durable {
     uint64_t bytes_at_snapshot; /* journal bytes appended when the last snapshot started */
     pthread_mutex_t snap_mu;    /* one snapshot at a time */
     unsigned holds;             /* dt_durable_hold_snapshots, guarded by o.commit */
+    bool serialising;           /* a snapshot writes a frozen state without the commit mutex (mu) */
+    pthread_cond_t serialised;  /* signalled (mu) when serialising drops */
+    /* NULL, or called while a snapshot serialises without the commit mutex (tests pause it here) */
+    void (*during_serialise)(void *ud);
+    void *during_serialise_ud;
     uint64_t snapshots, snapshot_failures, last_snapshot_seq;
     double last_snapshot_seconds;
 };
@@ -495,10 +500,55 @@ static int put_basis(dt_snapshot_writer *w, const char *tenant, const dt_engine_
     return rc;
 }
 
+/* Where sections go: straight into the snapshot, or held in memory (sections copied with the
+ * commit mutex held, written after the records that are serialised without it). */
+typedef struct held_section {
+    uint8_t type;
+    uint8_t *data;
+    size_t len;
+} held_section;
+
+typedef struct section_sink {
+    dt_snapshot_writer *w;
+    bool hold;
+    held_section *held;
+    size_t n, cap;
+} section_sink;
+
+static int sink_put(section_sink *k, uint8_t type, const uint8_t *data, size_t len, dt_err *err)
+{
+    if (!k->hold) return dt_snapshot_put(k->w, type, data, len, err);
+    if (k->n == k->cap) {
+        size_t nc = k->cap ? k->cap * 2 : 16;
+        held_section *h = realloc(k->held, nc * sizeof *h);
+        if (!h) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory holding snapshot sections");
+        k->held = h;
+        k->cap = nc;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) return dt_err_set(err, DT_ENOMEM, NULL, "out of memory holding snapshot sections");
+    memcpy(copy, data, len);
+    k->held[k->n++] = (held_section){type, copy, len};
+    return 0;
+}
+
+/* Writes the held sections, in the order they came, into w; frees them either way. */
+static int sink_release(section_sink *k, dt_snapshot_writer *w, int rc, dt_err *err)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        if (!rc && w) rc = dt_snapshot_put(w, k->held[i].type, k->held[i].data, k->held[i].len, err);
+        free(k->held[i].data);
+    }
+    free(k->held);
+    k->held = NULL;
+    k->n = k->cap = 0;
+    return rc;
+}
+
 /* Sections of one tenant's outcome events or served counts, OUTCOMES_PER_SECTION entries each:
  * str tenant, u32 count (patched when the section is full), the entries. */
 typedef struct section_out {
-    dt_snapshot_writer *w;
+    section_sink *k;
     uint8_t type;
     const char *tenant;
     dt_codec_buf b;
@@ -522,7 +572,7 @@ static int section_flush(section_out *so)
     int rc = dt_codec_buf_check(&so->b, so->err);
     if (rc) return rc;
     for (int i = 0; i < 4; i++) so->b.data[so->count_at + (size_t)i] = (uint8_t)(so->count >> (8 * i));
-    rc = dt_snapshot_put(so->w, so->type, so->b.data, so->b.len, so->err);
+    rc = sink_put(so->k, so->type, so->b.data, so->b.len, so->err);
     section_start(so);
     return rc;
 }
@@ -545,11 +595,11 @@ static int put_served_cb(void *ud, dt_side side, const char *id, uint64_t served
 }
 
 /* Every tenant's outcome events, then every tenant's served counts; called with the lock read. */
-static int write_outcomes(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
+static int write_outcomes(dt_durable *d, section_sink *k, dt_err *err)
 {
     size_t nt;
     const char *const *names = dt_outcome_tenants(d->os, &nt);
-    section_out so = {w, DT_S_OUTCOMES, NULL, DT_CODEC_BUF_INIT, 0, 0, err};
+    section_out so = {k, DT_S_OUTCOMES, NULL, DT_CODEC_BUF_INIT, 0, 0, err};
     int rc = 0;
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
         so.type = pass ? DT_S_SERVED : DT_S_OUTCOMES;
@@ -565,31 +615,102 @@ static int write_outcomes(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
     return rc;
 }
 
-/* Writes every tenant's basis and live records, then the outcome store; called with the lock
- * read-locked. */
-static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
+/* The state a snapshot writes, frozen at its seq: per tenant its basis (arrays only a re-learn's swap
+ * replaces, and that waits for the snapshot) and per side the index and the slots live then (slots
+ * below that count keep their record, terms and row: an index only appends, and compaction, which
+ * makes a new one, waits too). The epochs and the outcome store, small, are copied as sections. */
+typedef struct frozen_side {
+    dt_index *idx;
+    size_t slots;
+    uint64_t *live; /* bit per slot */
+} frozen_side;
+
+typedef struct frozen_tenant {
+    char name[DT_TENANT_MAX + 1];
+    bool has_basis;
+    dt_engine_basis bs;
+    frozen_side side[2];
+} frozen_tenant;
+
+typedef struct frozen {
+    frozen_tenant *t;
+    size_t nt;
+    uint64_t fingerprint;
+    section_sink tail; /* epochs, outcomes, served: written after the records */
+} frozen;
+
+static void frozen_free(frozen *f)
 {
+    for (size_t i = 0; i < f->nt; i++)
+        for (int s = 0; s < 2; s++) free(f->t[i].side[s].live);
+    free(f->t);
+    sink_release(&f->tail, NULL, 0, NULL);
+}
+
+/* With no writer running (the commit mutex, or the engine lock read-locked). */
+static int freeze(dt_durable *d, frozen *f, dt_err *err)
+{
+    memset(f, 0, sizeof *f);
+    f->tail.hold = true;
     size_t nt;
     const char *const *names = dt_engine_tenants(d->e, &nt);
-    uint64_t fingerprint = dt_engine_terms_fingerprint(d->e);
+    f->fingerprint = dt_engine_terms_fingerprint(d->e);
+    if (!(f->t = calloc(nt ? nt : 1, sizeof *f->t))) goto nomem;
+    f->nt = nt;
+    for (size_t i = 0; i < nt; i++) {
+        frozen_tenant *ft = &f->t[i];
+        snprintf(ft->name, sizeof ft->name, "%s", names[i]);
+        ft->has_basis = dt_engine_get_basis(d->e, names[i], &ft->bs) == 1;
+        for (int s = 0; s < 2; s++) {
+            frozen_side *fs = &ft->side[s];
+            if (!(fs->idx = dt_engine_index(d->e, names[i], (dt_side)s))) continue;
+            fs->slots = dt_index_slots(fs->idx);
+            if (!(fs->live = calloc((fs->slots + 63) / 64 + 1, sizeof *fs->live))) goto nomem;
+            for (size_t k = 0; k < fs->slots; k++)
+                if (dt_index_live(fs->idx, (uint32_t)k)) fs->live[k / 64] |= 1ull << (k % 64);
+        }
+    }
+    dt_codec_buf b;
+    dt_codec_buf_init(&b);
+    dt_codec_put_u32(&b, (uint32_t)nt);
+    for (size_t t = 0; t < nt; t++) {
+        dt_codec_put_str(&b, names[t]);
+        dt_codec_put_u64(&b, dt_engine_epoch(d->e, names[t]));
+    }
+    int rc = dt_codec_buf_check(&b, err);
+    if (!rc) rc = sink_put(&f->tail, DT_S_EPOCHS, b.data, b.len, err);
+    dt_codec_buf_fini(&b);
+    if (!rc && d->os) rc = write_outcomes(d, &f->tail, err);
+    return rc;
+nomem:
+    return dt_err_set(err, DT_ENOMEM, NULL, "out of memory freezing the state for a snapshot");
+}
+
+/* Writes every tenant's basis and the records live at the freeze, then the held sections. With
+ * lock_chunks, each section of records is encoded under the engine lock as a reader (writers may
+ * run between sections: they grow arrays, which searches and this only read under the lock). */
+static int write_frozen(dt_durable *d, frozen *f, dt_snapshot_writer *w, bool lock_chunks, dt_err *err)
+{
     dt_codec_buf b;
     dt_codec_buf_init(&b);
     int rc = 0;
-    for (size_t t = 0; rc == 0 && t < nt; t++) {
-        dt_engine_basis bs;
-        if (dt_engine_get_basis(d->e, names[t], &bs) == 1) rc = put_basis(w, names[t], &bs, err);
+    for (size_t t = 0; rc == 0 && t < f->nt; t++) {
+        frozen_tenant *ft = &f->t[t];
+        if (ft->has_basis) rc = put_basis(w, ft->name, &ft->bs, err);
         for (int side = 0; rc == 0 && side < 2; side++) {
-            dt_index *idx = dt_engine_index(d->e, names[t], (dt_side)side);
-            size_t slots = idx ? dt_index_slots(idx) : 0, s = 0;
-            size_t dim = idx ? dt_index_dim(idx) : 0;
-            const float *X = idx ? dt_index_matrix(idx) : NULL;
-            while (rc == 0 && s < slots) {
+            frozen_side *fs = &ft->side[side];
+            size_t s = 0;
+            while (rc == 0 && s < fs->slots) {
                 dt_codec_buf_reset(&b);
-                dt_codec_put_u64(&b, fingerprint);
+                dt_codec_put_u64(&b, f->fingerprint);
                 dt_codec_put_u32(&b, 0); /* count, patched below */
                 uint32_t count = 0;
-                for (; s < slots && count < RECORDS_PER_SECTION && rc == 0; s++) {
-                    if (!dt_index_live(idx, (uint32_t)s)) continue;
+                if (lock_chunks) pthread_rwlock_rdlock(d->lock);
+                dt_index *idx = fs->idx;
+                size_t dim = dt_index_dim(idx);
+                const float *X = dt_index_matrix(idx);
+                for (; s < fs->slots && count < RECORDS_PER_SECTION && rc == 0; s++) {
+                    if (!(fs->live[s / 64] >> (s % 64) & 1)) continue;
                     rc = dt_codec_put_record(&b, dt_index_record(idx, (uint32_t)s), err);
                     const dt_tf *tf;
                     size_t k;
@@ -604,6 +725,7 @@ static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
                     if (X) dt_codec_put_f32s(&b, X + s * dim, dim);
                     count++;
                 }
+                if (lock_chunks) pthread_rwlock_unlock(d->lock);
                 if (rc || count == 0) break;
                 if ((rc = dt_codec_buf_check(&b, err)) == 0) {
                     for (int i = 0; i < 4; i++) b.data[8 + i] = (uint8_t)(count >> (8 * i));
@@ -612,18 +734,31 @@ static int write_state(dt_durable *d, dt_snapshot_writer *w, dt_err *err)
             }
         }
     }
-    if (!rc) {
-        dt_codec_buf_reset(&b);
-        dt_codec_put_u32(&b, (uint32_t)nt);
-        for (size_t t = 0; t < nt; t++) {
-            dt_codec_put_str(&b, names[t]);
-            dt_codec_put_u64(&b, dt_engine_epoch(d->e, names[t]));
-        }
-        if ((rc = dt_codec_buf_check(&b, err)) == 0) rc = dt_snapshot_put(w, DT_S_EPOCHS, b.data, b.len, err);
-    }
     dt_codec_buf_fini(&b);
-    if (!rc && d->os) rc = write_outcomes(d, w, err);
-    return rc;
+    return sink_release(&f->tail, w, rc, err);
+}
+
+bool dt_durable_serialising(dt_durable *d)
+{
+    if (!d) return false;
+    pthread_mutex_lock(&d->mu);
+    bool on = d->serialising;
+    pthread_mutex_unlock(&d->mu);
+    return on;
+}
+
+void dt_durable_wait_serialised(dt_durable *d)
+{
+    if (!d) return;
+    pthread_mutex_lock(&d->mu);
+    while (d->serialising) pthread_cond_wait(&d->serialised, &d->mu);
+    pthread_mutex_unlock(&d->mu);
+}
+
+void dt_durable_set_serialise_hook(dt_durable *d, void (*fn)(void *ud), void *ud)
+{
+    d->during_serialise = fn;
+    d->during_serialise_ud = ud;
 }
 
 void dt_durable_hold_snapshots(dt_durable *d, bool hold)
@@ -643,7 +778,8 @@ static int snapshot(dt_durable *d, bool wait, dt_err *err)
     if (d->o.before_snapshot) d->o.before_snapshot(d->o.before_snapshot_ud);
     double t0 = now_s();
     dt_snapshot_writer *w = NULL;
-    /* writers wait (searches too, without a commit mutex): the state is exactly the journal up to seq */
+    /* writers wait while the state is frozen (searches too, without a commit mutex): it is exactly
+     * the journal up to seq */
     if (d->o.commit) {
         pthread_mutex_lock(d->o.commit);
         while (d->holds) {
@@ -661,13 +797,28 @@ static int snapshot(dt_durable *d, bool wait, dt_err *err)
     dt_journal_stats js;
     dt_journal_stats_get(d->j, &js);
     uint64_t seq = js.next_seq - 1;
+    frozen f;
+    memset(&f, 0, sizeof f);
     int rc = dt_journal_rotate(d->j, err);
     if (!rc) rc = dt_snapshot_begin(d->dir, seq, &w, err);
-    if (!rc) rc = write_state(d, w, err);
-    if (d->o.commit)
+    if (!rc) rc = freeze(d, &f, err);
+    if (d->o.commit) {
+        /* the state is frozen at seq: writers go on while it is written */
+        pthread_mutex_lock(&d->mu);
+        d->serialising = !rc;
+        pthread_mutex_unlock(&d->mu);
         pthread_mutex_unlock(d->o.commit);
-    else
+        if (!rc && d->during_serialise) d->during_serialise(d->during_serialise_ud);
+        if (!rc) rc = write_frozen(d, &f, w, true, err);
+        pthread_mutex_lock(&d->mu);
+        d->serialising = false;
+        pthread_cond_broadcast(&d->serialised);
+        pthread_mutex_unlock(&d->mu);
+    } else {
+        if (!rc) rc = write_frozen(d, &f, w, false, err);
         pthread_rwlock_unlock(d->lock);
+    }
+    frozen_free(&f);
     if (!rc) {
         rc = dt_snapshot_commit(w, err);
         w = NULL;
@@ -739,6 +890,7 @@ dt_durable *dt_durable_open(dt_engine *e, dt_outcome_store *os, pthread_rwlock_t
     snprintf(d->dir, sizeof d->dir, "%s", o->dir);
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
+    pthread_cond_init(&d->serialised, NULL);
     pthread_mutex_init(&d->snap_mu, NULL);
     if (mkdir(d->dir, 0700) < 0 && errno != EEXIST) {
         dt_err_set(err, DT_EIO, "data-dir", "cannot create %s: %s", d->dir, strerror(errno));
@@ -805,6 +957,7 @@ void dt_durable_close(dt_durable *d, bool final_snapshot)
     if (d->lock_fd >= 0) dt_journal_unlock_dir(d->lock_fd);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
+    pthread_cond_destroy(&d->serialised);
     pthread_mutex_destroy(&d->snap_mu);
     free(d);
 }

@@ -40,9 +40,9 @@ typedef struct dt_durable_opts {
     void (*before_snapshot)(void *ud);
     void *before_snapshot_ud;
     /* NULL, or the mutex every writer holds around its write lock (taken first): a snapshot then
-     * holds this alone while it serialises the state - writers wait, searches under the read lock
-     * go on - instead of holding the engine lock as a reader, which would also stop every search
-     * queued behind a waiting writer. */
+     * holds this alone while it freezes the state (dt_durable_serialising) and writes it without
+     * it - instead of holding the engine lock as a reader, which would also stop every search queued
+     * behind a waiting writer. NULL: the engine lock is read-locked for the whole snapshot. */
     pthread_mutex_t *commit;
 } dt_durable_opts;
 
@@ -90,6 +90,16 @@ int dt_durable_snapshot(dt_durable *d, dt_err *err);
  * basis after the marker, and a restart from it would lose the re-learn (and the epoch step the
  * swap made). Holds nest. NULL is fine. */
 void dt_durable_hold_snapshots(dt_durable *d, bool hold);
+/* A snapshot freezes the state with the commit mutex held (which slots are live, the bases, the
+ * epochs; a copy of the outcome store), then writes the records without it, each section under the
+ * engine lock as a reader: writes go on meanwhile. What would change the frozen records or bases
+ * in place - an index compaction, a basis swap - must not run while dt_durable_serialising is
+ * true: skip it (compaction, a small re-learn done inline) or dt_durable_wait_serialised first (the
+ * swap of a re-learn, whose hold keeps new snapshots from starting). NULL is fine for both. */
+bool dt_durable_serialising(dt_durable *d);
+void dt_durable_wait_serialised(dt_durable *d);
+/* Tests: fn(ud) is called while a snapshot serialises, after the commit mutex was released. */
+void dt_durable_set_serialise_hook(dt_durable *d, void (*fn)(void *ud), void *ud);
 void dt_durable_stats_get(dt_durable *d, dt_durable_stats *out);
 
 typedef struct dt_durable_load_report {

@@ -26,6 +26,7 @@
 #include "commit.h"
 #include "durable.h"
 #include "journal.h"
+#include "snapshot.h"
 
 typedef struct fixture {
     char dir[64];
@@ -342,6 +343,53 @@ static void test_reindex_is_journaled_after_the_write(void **unused)
     close_fixture(&f);
 }
 
+/* Closes f's journal, starts a second engine from f's directory, and expects it to hold what f's
+ * engine holds: n live achievements of tenant t, each with the same text and the same row bit for
+ * bit, and the same epoch. */
+static void expect_restart_equal(fixture *f, size_t n)
+{
+    dt_durable_close(f->d, false);
+    f->d = NULL;
+    dt_err err = DT_ERR_INIT;
+    dt_engine *e2 = dt_engine_new(NULL, &err);
+    dt_outcome_store *os2 = dt_outcome_store_new(&err);
+    pthread_rwlock_t lock2;
+    pthread_rwlock_init(&lock2, NULL);
+    dt_durable_opts o = {f->dir, DT_FSYNC_NO, (size_t)1 << 40, true, NULL, NULL, NULL};
+    dt_durable *d2 = dt_durable_open(e2, os2, &lock2, &o, &err);
+    if (!d2) fail_msg("reopen: %s", err.msg);
+    dt_index *a = dt_engine_index(f->e, "t", DT_ACHIEVEMENT), *b = dt_engine_index(e2, "t", DT_ACHIEVEMENT);
+    assert_int_equal(dt_index_count(a), n);
+    assert_int_equal(dt_index_count(b), n);
+    size_t dim = dt_index_dim(a);
+    assert_true(dim > 0);
+    assert_int_equal(dt_index_dim(b), dim);
+    for (uint32_t s = 0; s < dt_index_slots(a); s++) {
+        if (!dt_index_live(a, s)) continue;
+        int64_t o2 = dt_index_find(b, dt_index_record(a, s)->id);
+        assert_true(o2 >= 0);
+        assert_string_equal(dt_index_record(a, s)->text, dt_index_record(b, (uint32_t)o2)->text);
+        assert_memory_equal(dt_index_row(a, s), dt_index_row(b, (uint32_t)o2), dim * sizeof(float));
+    }
+    assert_int_equal(dt_engine_epoch(f->e, "t"), dt_engine_epoch(e2, "t"));
+    dt_durable_close(d2, false);
+    dt_outcome_store_free(os2);
+    dt_engine_free(e2);
+    pthread_rwlock_destroy(&lock2);
+}
+
+/* Starts fn(arg) on a thread and waits up to 30 s for it to finish: 0 when it did (joined);
+ * otherwise it still runs, and the caller joins *t once what it waits for is let go. A write that
+ * waited for what it must not shows as this timeout, not as a hung test. */
+static int run_briefly(void *(*fn)(void *), void *arg, pthread_t *t)
+{
+    assert_int_equal(pthread_create(t, NULL, fn, arg), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    return pthread_timedjoin_np(*t, NULL, &until);
+}
+
 /* A fit that waits until the test lets it go, so that the test can write during a fit. */
 static struct {
     pthread_mutex_t mu;
@@ -416,15 +464,10 @@ static void background_relearn(bool snapshot_during_fit)
     while (!gate.entered) pthread_cond_wait(&gate.cv, &gate.mu);
     pthread_mutex_unlock(&gate.mu);
     assert_string_equal(dt_engine_dense_kind(f.e, "t"), "none"); /* not swapped in yet */
-    /* a write during the fit goes through (on another thread, so a write that waited for the
-     * re-learn shows as a timeout, not a hang) */
+    /* a write during the fit goes through */
     writer_arg w = {&f, -1};
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 30;
-    int joined = pthread_timedjoin_np(t, NULL, &until);
+    int joined = run_briefly(writer_main, &w, &t);
     if (joined != 0) {
         pthread_mutex_lock(&gate.mu);
         gate.go = true;
@@ -475,33 +518,8 @@ static void background_relearn(bool snapshot_during_fit)
         assert_memory_equal(dt_index_row(ia, (uint32_t)dt_index_find(ia, id)), old_row, d * sizeof *old_row);
         free(old_row);
     }
-    dt_durable_close(f.d, false);
-    f.d = NULL;
     /* the replay: the upsert, the marker (learned there, from those 30 records), the 3 records */
-    dt_engine *e2 = dt_engine_new(NULL, &err);
-    dt_outcome_store *os2 = dt_outcome_store_new(&err);
-    pthread_rwlock_t lock2;
-    pthread_rwlock_init(&lock2, NULL);
-    dt_durable_opts o = {f.dir, DT_FSYNC_NO, (size_t)1 << 40, true, NULL, NULL, NULL};
-    dt_durable *d2 = dt_durable_open(e2, os2, &lock2, &o, &err);
-    if (!d2) fail_msg("reopen: %s", err.msg);
-    dt_index *a = dt_engine_index(f.e, "t", DT_ACHIEVEMENT), *b = dt_engine_index(e2, "t", DT_ACHIEVEMENT);
-    assert_int_equal(dt_index_count(a), 33);
-    assert_int_equal(dt_index_count(b), 33);
-    size_t dim = dt_index_dim(a);
-    assert_true(dim > 0);
-    assert_int_equal(dt_index_dim(b), dim);
-    for (uint32_t s = 0; s < dt_index_slots(a); s++) {
-        if (!dt_index_live(a, s)) continue;
-        int64_t o2 = dt_index_find(b, dt_index_record(a, s)->id);
-        assert_true(o2 >= 0);
-        assert_memory_equal(dt_index_row(a, s), dt_index_row(b, (uint32_t)o2), dim * sizeof(float));
-    }
-    assert_int_equal(dt_engine_epoch(f.e, "t"), dt_engine_epoch(e2, "t"));
-    dt_durable_close(d2, false);
-    dt_outcome_store_free(os2);
-    dt_engine_free(e2);
-    pthread_rwlock_destroy(&lock2);
+    expect_restart_equal(&f, 33);
     close_fixture(&f);
 }
 
@@ -515,6 +533,97 @@ static void test_snapshot_waits_for_the_swap_of_a_background_relearn(void **unus
 {
     (void)unused;
     background_relearn(true);
+}
+
+/* ---- a snapshot writes a frozen state while writes go on ---- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool entered, go;
+} sgate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+
+static void paused_serialise(void *ud)
+{
+    fixture *f = ud;
+    assert_int_equal(pthread_mutex_trylock(&f->commit), 0); /* the commit mutex is free */
+    pthread_mutex_unlock(&f->commit);
+    pthread_mutex_lock(&sgate.mu);
+    sgate.entered = true;
+    pthread_cond_broadcast(&sgate.cv);
+    while (!sgate.go) pthread_cond_wait(&sgate.cv, &sgate.mu);
+    pthread_mutex_unlock(&sgate.mu);
+}
+
+static void *grow_main(void *p)
+{
+    writer_arg *w = p;
+    dt_commit c;
+    dt_err err = DT_ERR_INIT;
+    /* 100 new records (the index grows: its arrays are swapped under the write lock) and a
+     * replacement of a5 (its frozen slot dies) */
+    w->rc = upsert_recs(w->f, 200, 100, &c, &err);
+    if (!w->rc) w->rc = upsert_recs(w->f, 5, 1, &c, &err);
+    return NULL;
+}
+
+typedef struct section_count {
+    size_t records;
+    bool epochs;
+} section_count;
+
+static int count_indexed(void *ud, uint8_t type, const uint8_t *p, size_t len, dt_err *err)
+{
+    (void)err;
+    section_count *sc = ud;
+    if (type == DT_S_INDEXED && len >= 12) sc->records += (size_t)p[8] | (size_t)p[9] << 8 | (size_t)p[10] << 16;
+    if (type == DT_S_EPOCHS) sc->epochs = true;
+    return 0;
+}
+
+/* Writers do not wait for a snapshot being written: it holds what was stored when it was frozen
+ * (60 records, not the 100 written meanwhile, and a5 as it was), the arrays it reads grow under it
+ * (ASan sees any read of a freed one), and a restart from it and the journal after it gives the
+ * state the daemon holds, rows and epochs included. */
+static void test_snapshot_writes_a_frozen_state_while_writes_go_on(void **unused)
+{
+    (void)unused;
+    fixture f;
+    open_fixture(&f, true);
+    dt_commit c;
+    dt_err err = DT_ERR_INIT;
+    assert_int_equal(upsert_recs(&f, 0, 60, &c, &err), 0); /* learned inline: a basis, 60 rows */
+    assert_string_equal(dt_engine_dense_kind(f.e, "t"), "lsa");
+    uint64_t frozen_seq = journal_seq(&f);
+    sgate.entered = sgate.go = false;
+    dt_durable_set_serialise_hook(f.d, paused_serialise, &f);
+    pthread_t snap;
+    assert_int_equal(pthread_create(&snap, NULL, snapshot_main, f.d), 0);
+    pthread_mutex_lock(&sgate.mu);
+    while (!sgate.entered) pthread_cond_wait(&sgate.cv, &sgate.mu);
+    pthread_mutex_unlock(&sgate.mu);
+    assert_true(dt_durable_serialising(f.d));
+    writer_arg w = {&f, -1};
+    pthread_t t;
+    int joined = run_briefly(grow_main, &w, &t);
+    pthread_mutex_lock(&sgate.mu);
+    sgate.go = true;
+    pthread_cond_broadcast(&sgate.cv);
+    pthread_mutex_unlock(&sgate.mu);
+    if (joined != 0) pthread_join(t, NULL);
+    assert_int_equal(joined, 0); /* the writes did not wait for the snapshot */
+    assert_int_equal(w.rc, 0);
+    pthread_join(snap, NULL);
+    assert_false(dt_durable_serialising(f.d));
+    dt_durable_set_serialise_hook(f.d, NULL, NULL);
+    section_count sc = {0, false};
+    uint64_t seq = 0;
+    assert_int_equal(dt_snapshot_load_latest(f.dir, count_indexed, &sc, &seq, NULL, &err), 0);
+    assert_int_equal(seq, frozen_seq);
+    assert_int_equal(sc.records, 60);
+    assert_true(sc.epochs);
+    expect_restart_equal(&f, 160);
+    close_fixture(&f);
 }
 
 typedef struct locker {
@@ -590,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_background_relearn_lets_writers_in_and_replays_equal),
         cmocka_unit_test(test_snapshot_waits_for_the_swap_of_a_background_relearn),
         cmocka_unit_test(test_writer_waits_for_long_readers_without_blocking_searches),
+        cmocka_unit_test(test_snapshot_writes_a_frozen_state_while_writes_go_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
