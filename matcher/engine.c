@@ -912,6 +912,7 @@ struct dt_engine_relearn {
     uint32_t *row_slot;
     size_t side_rows[2];
     const dt_index *idx_begin[2];
+    uint64_t gen_begin[2]; /* ... and its generation: a compaction since renumbered the slots */
     size_t n_begin[2];
     float *P;             /* after fit: row r of A on the new basis (dim floats each) */
     float *C[2];          /* after catch-up: slot n_begin[s] + j of side s on the new basis at row j */
@@ -1036,6 +1037,7 @@ static int relearn_begin(const dt_engine *e, const tenant *t, dt_engine_relearn 
         if (!t->idx[s]) continue;
         size_t n = dt_index_slots(t->idx[s]);
         rl->idx_begin[s] = t->idx[s];
+        rl->gen_begin[s] = dt_index_generation(t->idx[s]);
         rl->n_begin[s] = rl->n_caught[s] = n;
         for (uint32_t i = 0; i < n; i++) {
             if (!dt_index_live(t->idx[s], i)) continue;
@@ -1109,9 +1111,9 @@ static int project_since(const tenant *t, dt_engine_relearn *rl, dt_err *err)
         if (!idx) continue;
         rl->X[s] = dt_index_alloc_rows(idx, dim, err);
         if (!rl->X[s] && dt_index_capacity(idx)) return err ? -err->code : -DT_ENOMEM;
-        /* the same index object: slots below n_begin still hold their records of then (an index
-         * only appends; compaction makes a new one) */
-        bool same = rl->P && idx == rl->idx_begin[s];
+        /* the same index, not compacted since: slots below n_begin still hold their records of
+         * then (an index only appends; a compaction renumbers, and moves the generation on) */
+        bool same = rl->P && idx == rl->idx_begin[s] && dt_index_generation(idx) == rl->gen_begin[s];
         size_t r = s ? rl->side_rows[0] : 0, end = r + rl->side_rows[s];
         size_t n = dt_index_slots(idx);
         for (uint32_t i = 0; i < n; i++) {
@@ -1145,7 +1147,8 @@ int dt_engine_relearn_catch_up(const dt_engine *e, dt_engine_relearn *rl, size_t
     size_t dim = rl->lsa.dim;
     for (int s = 0; s < 2; s++) {
         const dt_index *idx = t->idx[s];
-        if (!idx || idx != rl->idx_begin[s]) continue; /* compacted since: project does it all */
+        if (!idx || idx != rl->idx_begin[s] || dt_index_generation(idx) != rl->gen_begin[s])
+            continue; /* compacted since: project does it all */
         size_t n = dt_index_slots(idx), from = rl->n_caught[s], to = from + max < n ? from + max : n;
         if (to > from) {
             float *C = realloc(rl->C[s], (to - rl->n_begin[s]) * dim * sizeof *C);

@@ -33,6 +33,7 @@ struct dt_index {
     size_t dim;
     size_t n, cap, n_live, n_open;
     uint64_t epoch;
+    uint64_t generation; /* compactions installed: slot numbers change with it */
     /* a compacted copy not installed yet: its records' strings belong to the index it was built
      * from (dt_index_compact_build), so freeing it leaves them */
     bool borrowed;
@@ -170,6 +171,11 @@ size_t dt_index_count_open(const dt_index *idx)
 {
     return idx->n_open;
 }
+uint64_t dt_index_generation(const dt_index *idx)
+{
+    return idx->generation;
+}
+
 uint64_t dt_index_epoch(const dt_index *idx)
 {
     return idx->epoch;
@@ -782,6 +788,7 @@ int dt_index_compact_install(dt_index *idx, dt_index *fresh, dt_err *err)
         if (bit_get(idx->live, s)) dt_record_init(&idx->recs[s]);
     fresh->borrowed = false;
     fresh->epoch = idx->epoch + 1;
+    fresh->generation = idx->generation + 1;
     dt_index tmp = *idx;
     *idx = *fresh;
     *fresh = tmp; /* the old contents, for the caller to free */

@@ -73,6 +73,9 @@ size_t dt_index_count(const dt_index *idx); /* live records */
 size_t dt_index_count_open(const dt_index *idx);
 /* Bumped by every change; lets caches and batch jobs notice that the index moved. */
 uint64_t dt_index_epoch(const dt_index *idx);
+/* Grows by one with every compaction installed (which renumbers slots; the dt_index stays the same
+ * object): a slot number is only meaningful with the generation it was read at. */
+uint64_t dt_index_generation(const dt_index *idx);
 
 /* Inserts *rec, taking ownership of everything it points to (rec is re-initialised on success; on
  * failure the caller keeps it). terms: the record's distinct lexical terms (any order, tf > 0),

@@ -238,7 +238,8 @@ void dt_store_reindex(dt_store *st, const char *tenant, uint64_t *seq)
      * later write does them */
     if (dt_durable_serialising(st->durable)) return;
     dt_engine_compaction *cp = NULL;
-    if (dt_engine_compaction_prepare(st->engine, tenant, &cp, NULL) == 0 && cp) {
+    /* not while a re-learn runs either: it copies rows by slot number, which compaction changes */
+    if (!st->relearning && dt_engine_compaction_prepare(st->engine, tenant, &cp, NULL) == 0 && cp) {
         dt_store_write_lock(st);
         dt_engine_compaction_install(st->engine, cp, NULL); /* best effort: tombstones stay longer */
         dt_store_write_unlock(st);

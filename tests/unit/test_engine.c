@@ -593,6 +593,67 @@ static void top_ids(dt_engine *e, const char *text, char *out, size_t n)
 /* The two-step compaction, re-learn and batch upsert the daemon runs off the write lock give what
  * the one-step calls give: the same records, rows, basis and rankings. A searcher may use the
  * engine between prepare and install; install refuses a tenant that changed meanwhile. */
+/* The text of record i of the re-learn test: words picked by i, so that records differ. */
+static void relearn_text(int i, char *buf, size_t n)
+{
+    static const char *const w[] = {"anode",  "cathode", "polymer", "ceramic",  "graphene", "silicon",
+                                    "sensor", "laser",   "coating", "catalyst", "membrane"};
+    snprintf(buf, n, "battery separator %s lithium %s %s", w[i % 11], w[(i * 7 + 3) % 11], w[(i / 11) % 11]);
+}
+
+/* A re-learn in steps whose index is compacted between its begin and its projection (slots
+ * renumbered, the index object the same): every record still gets its own row - the one an upsert
+ * of the same record computes on the new basis. */
+static void test_relearn_steps_survive_a_compaction(void **state)
+{
+    (void)state;
+    dt_err err = DT_ERR_INIT;
+    dt_engine *e = dt_engine_new(NULL, &err);
+    char id[16], text[96];
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof id, "a%d", i);
+        relearn_text(i, text, sizeof text);
+        put(e, rec("t", DT_ACHIEVEMENT, id, NULL, text));
+    }
+    dt_engine_relearn *rl = NULL;
+    assert_int_equal(dt_engine_relearn_begin(e, "t", &rl, &err), 0);
+    assert_non_null(rl);
+    assert_int_equal(dt_engine_relearn_fit(rl, &err), 0);
+    dt_index *idx = dt_engine_index(e, "t", DT_ACHIEVEMENT);
+    uint64_t gen = dt_index_generation(idx);
+    for (int i = 0; i < 15; i++) {
+        snprintf(id, sizeof id, "a%d", i);
+        assert_int_equal(dt_engine_delete(e, "t", DT_ACHIEVEMENT, id, &err), 0);
+    }
+    assert_int_equal(dt_engine_compact(e, "t", &err), 0);
+    assert_true(dt_index_generation(idx) > gen); /* renumbered (deletes compact too, undeferred) */
+    for (int i = 100; i < 103; i++) {
+        snprintf(id, sizeof id, "a%d", i);
+        relearn_text(i, text, sizeof text);
+        put(e, rec("t", DT_ACHIEVEMENT, id, NULL, text));
+    }
+    size_t left = 0;
+    assert_int_equal(dt_engine_relearn_catch_up(e, rl, 1000, &left, &err), 0);
+    assert_int_equal(dt_engine_relearn_project(e, rl, &err), 0);
+    assert_int_equal(dt_engine_relearn_install(e, rl, &err), 0);
+    dt_engine_relearn_free(rl);
+    size_t dim = dt_index_dim(idx);
+    assert_true(dim > 0);
+    float *row = malloc(dim * sizeof *row);
+    for (int i = 15; i < 103; i = i == 39 ? 100 : i + 1) {
+        snprintf(id, sizeof id, "a%d", i);
+        int64_t s = dt_index_find(idx, id);
+        assert_true(s >= 0);
+        memcpy(row, dt_index_row(idx, (uint32_t)s), dim * sizeof *row);
+        relearn_text(i, text, sizeof text);
+        put(e, rec("t", DT_ACHIEVEMENT, id, NULL, text));
+        s = dt_index_find(idx, id);
+        assert_memory_equal(dt_index_row(idx, (uint32_t)s), row, dim * sizeof *row);
+    }
+    free(row);
+    dt_engine_free(e);
+}
+
 static void test_two_step_writes_equal_one_step(void **state)
 {
     (void)state;
@@ -694,6 +755,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_query_finds_topic),
+        cmocka_unit_test(test_relearn_steps_survive_a_compaction),
         cmocka_unit_test(test_ranking_consistency),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_tenant_isolation),
