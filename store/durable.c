@@ -617,10 +617,12 @@ static int write_outcomes(dt_durable *d, section_sink *k, dt_err *err)
 
 /* The state a snapshot writes, frozen at its seq: per tenant its basis (arrays only a re-learn's swap
  * replaces, and that waits for the snapshot) and per side the index and the slots live then (slots
- * below that count keep their record, terms and row: an index only appends, and compaction, which
- * makes a new one, waits too). The epochs and the outcome store, small, are copied as sections. */
+ * below that count keep their record, terms and row: an index only appends; a compaction, which
+ * renumbers them, waits too, and the generation checked per section would catch one that did
+ * not). The epochs and the outcome store, small, are copied as sections. */
 typedef struct frozen_side {
     dt_index *idx;
+    uint64_t generation;
     size_t slots;
     uint64_t *live; /* bit per slot */
 } frozen_side;
@@ -664,6 +666,7 @@ static int freeze(dt_durable *d, frozen *f, dt_err *err)
         for (int s = 0; s < 2; s++) {
             frozen_side *fs = &ft->side[s];
             if (!(fs->idx = dt_engine_index(d->e, names[i], (dt_side)s))) continue;
+            fs->generation = dt_index_generation(fs->idx);
             fs->slots = dt_index_slots(fs->idx);
             if (!(fs->live = calloc((fs->slots + 63) / 64 + 1, sizeof *fs->live))) goto nomem;
             for (size_t k = 0; k < fs->slots; k++)
@@ -709,6 +712,9 @@ static int write_frozen(dt_durable *d, frozen *f, dt_snapshot_writer *w, bool lo
                 dt_index *idx = fs->idx;
                 size_t dim = dt_index_dim(idx);
                 const float *X = dt_index_matrix(idx);
+                if (dt_index_generation(idx) != fs->generation)
+                    rc = dt_err_set(err, DT_EINTERNAL, NULL, "tenant '%s' was compacted while its snapshot was written",
+                                    ft->name);
                 for (; s < fs->slots && count < RECORDS_PER_SECTION && rc == 0; s++) {
                     if (!(fs->live[s / 64] >> (s % 64) & 1)) continue;
                     rc = dt_codec_put_record(&b, dt_index_record(idx, (uint32_t)s), err);
