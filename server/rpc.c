@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <utf8proc.h>
+
 #include "commit.h"
 #include "durable.h"
 #include "pbjson.h"
@@ -212,6 +214,28 @@ static int precheck_get(dt_call *c)
     return 0;
 }
 
+/* Whether a query text has nothing to search for: only separators (spaces, line and paragraph
+ * separators, U+3000 and the like), control and format characters (tabs, zero-width spaces).
+ * Invalid UTF-8 is not blank (the decoder refused it already). */
+static bool blank_text(const char *text)
+{
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)text;
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t n;
+    while (*p && (n = utf8proc_iterate(p, -1, &cp)) > 0) {
+        switch (utf8proc_category(cp)) {
+        case UTF8PROC_CATEGORY_ZS:
+        case UTF8PROC_CATEGORY_ZL:
+        case UTF8PROC_CATEGORY_ZP:
+        case UTF8PROC_CATEGORY_CC:
+        case UTF8PROC_CATEGORY_CF: break;
+        default: return false;
+        }
+        p += n;
+    }
+    return *p == 0;
+}
+
 static int precheck_match(dt_call *c)
 {
     const dt_config *cfg = &c->srv->cfg;
@@ -225,6 +249,8 @@ static int precheck_match(dt_call *c)
             return dt_rpc_bad(c, "target_side", "unknown side %d", (int)r->target_side);
     } else if (r->query_case == DOVETAIL__V1__MATCH_REQUEST__QUERY_TEXT) {
         if (!r->text || !*r->text) return dt_rpc_bad(c, "text", "empty");
+        if (blank_text(r->text))
+            return dt_rpc_bad(c, "text", "has nothing to search for: only spaces, control or format characters");
         if (strlen(r->text) > cfg->max_text)
             return dt_rpc_bad(c, "text", "longer than %zu bytes (--max-text)", cfg->max_text);
         if (dt_rpc_side_of(r->target_side, &s) < 0)
@@ -249,6 +275,9 @@ static int precheck_match(dt_call *c)
             return dt_rpc_bad(c, "filter.price_min", "must be a finite number >= 0");
         if (f->price_max_present_case && !(f->price_max >= 0 && isfinite(f->price_max)))
             return dt_rpc_bad(c, "filter.price_max", "must be a finite number >= 0");
+        if (f->price_min_present_case && f->price_max_present_case && f->price_min > f->price_max)
+            return dt_rpc_bad(c, "filter.price_min", "is larger than filter.price_max (%g > %g)", f->price_min,
+                              f->price_max);
         if (f->n_field_prefixes > 64 || f->n_regions > 64 || f->n_clusters > 64 || f->n_tags > 64 ||
             f->n_exclude_ids > 10000)
             return dt_rpc_bad(c, "filter", "too many values in a list (64 at most; exclude_ids 10000)");

@@ -628,6 +628,14 @@ def test_errors(tap, tw, pb2, d, max_body, max_k, max_text, max_records):
           "negative weight: argument weights.dense", "invalid_argument", "weights.dense")
     jsreq("Match", {"tenant": "err", "text": "battery", "targetSide": "SIDE_ACHIEVEMENT", "filter": {"trlMin": 10}},
           "filter trl_min 10: argument filter.trl_min", "invalid_argument", "filter.trl_min")
+    jsreq("Match", {"tenant": "err", "text": "battery", "targetSide": "SIDE_ACHIEVEMENT",
+                    "filter": {"priceMin": 500000, "priceMax": 100000}},
+          "filter price_min > price_max (as with TRL): argument filter.price_min", "invalid_argument",
+          "filter.price_min")
+    pbreq("Match", pb2.MatchRequest(tenant="err", text="   \t ", target_side=A),
+          "whitespace-only text (protobuf): invalid_argument, argument text", "invalid_argument", "text")
+    jsreq("Match", {"tenant": "err", "text": "\u3000 \n\u00a0", "targetSide": "SIDE_ACHIEVEMENT"},
+          "text of Unicode spaces only (JSON): invalid_argument, argument text", "invalid_argument", "text")
     pbreq("GetRecord", pb2.GetRecordRequest(tenant="err", id="a-batt"), "GetRecord without side: argument side",
           "invalid_argument", "side")
     still_good(tap, tw, pb2, recs, "invalid arguments")
