@@ -615,6 +615,15 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     if (!strncmp(path, "/events/", 8) && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)) {
+        if (!dt_event_path_ok(path)) {
+            atomic_fetch_add(&s->metrics.http_other[3], 1);
+            struct evbuffer *b = evbuffer_new();
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; charset=utf-8");
+            if (b) evbuffer_add_printf(b, "no such page (event pages are /events/<tenant>/<event id>.html)\n");
+            evhttp_send_reply(req, 404, "Not Found", b);
+            if (b) evbuffer_free(b);
+            return;
+        }
         if (s->auth) {
             char *tenant = dt_event_path_tenant(path);
             int rc = auth_route(s, req, "GET /events", tenant ? tenant : "");

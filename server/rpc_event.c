@@ -143,6 +143,28 @@ static void html_url(const char *tenant, const char *event_id, char *out, size_t
     snprintf(out + n, cap - n, "/%s.html", event_id);
 }
 
+/* One path segment, percent-decoded, is "." or "..". */
+static bool dot_segment(const char *seg, size_t n)
+{
+    char *enc = strndup(seg, n);
+    char *dec = enc ? evhttp_uridecode(enc, 0, NULL) : NULL;
+    bool dot = dec && (!strcmp(dec, ".") || !strcmp(dec, ".."));
+    free(dec);
+    free(enc);
+    return dot;
+}
+
+bool dt_event_path_ok(const char *path)
+{
+    if (strncmp(path, "/events/", 8) != 0) return false;
+    const char *tenant = path + 8, *slash = strchr(tenant, '/');
+    if (!slash || slash == tenant || dot_segment(tenant, (size_t)(slash - tenant))) return false;
+    const char *page = slash + 1;
+    size_t n = strlen(page);
+    /* one more segment, "<event id>.html", and nothing after it */
+    return n > 5 && !strchr(page, '/') && !strcmp(page + n - 5, ".html") && !dot_segment(page, n - 5);
+}
+
 char *dt_event_path_tenant(const char *path)
 {
     const char *rest = path + strlen("/events/"), *slash = strchr(rest, '/');

@@ -295,6 +295,10 @@ void dt_rpc_event_run(dt_call *c, dt_searcher *sr);
 /* The tenant of a page path "/events/<tenant>/<event_id>.html", percent-decoded (malloc'd; the
  * caller frees it), or NULL when the path has another shape or no memory. */
 char *dt_event_path_tenant(const char *path);
+/* Whether path has the shape of an event page, /events/<tenant>/<event id>.html: two segments,
+ * neither empty nor a dot-segment ("." or "..", also percent-encoded), the page ending in .html.
+ * Anything else under /events/ is answered 404 before any tenant or token is looked at. */
+bool dt_event_path_ok(const char *path);
 /* Loop thread: answers GET /events/<tenant>/<event_id>.html from the store (200 or 404). */
 void dt_event_serve(dt_server *s, struct evhttp_request *req, const char *path);
 

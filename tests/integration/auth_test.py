@@ -387,6 +387,19 @@ def check_routes(tap, c):
     tap.ok(r.status == 404, "tenant A's event page with A's token passes (404: nothing planned yet)", r)
     r = c.get(page + "?access_token=" + TOKENS["a"])
     tap.ok(r.status == 401, "a token in the query string is not accepted (header only)", r)
+    # paths that are no event page are refused as such, before any tenant is looked at
+    for bad in ("/events/%s/../../etc/passwd" % TA, "/events/../x.html", "/events/%2e%2e/x.html",
+                "/events/%s/./x.html" % TA, "/events/%s/x/y.html" % TA, "/events/%s/.html" % TA):
+        for who in (None, "a"):
+            # sent as written (a browser-like client would remove the dot-segments first), and not
+            # counted: no token is looked at
+            h = http.client.HTTPConnection("127.0.0.1", c.tw.d.port, timeout=30)
+            h.request("GET", bad, headers=c._headers(who, None))
+            r = h.getresponse()
+            r.read()
+            h.close()
+            tap.ok(r.status == 404, "%s (%s): 404, not a tenant check" % (bad, "A's token" if who else "no token"),
+                   "HTTP %d" % r.status)
 
 
 def check_isolation(tap, c, pb2, label):
