@@ -1378,10 +1378,12 @@ static float fit_part(const dt_codes *qc, const dt_record *q, const dt_codes *rc
         return f > 0 ? f : 0;
     }
     case DT_FIT_PRICE: {
+        /* the demand's highest budget against the achievement's lowest ask; a missing end is open
+         * (only a minimum is "from that price up", only a maximum "up to that price") */
         const dt_record *d = q->side == DT_DEMAND ? q : r, *a = q->side == DT_DEMAND ? r : q;
-        double budget = !isnan(d->price_max) ? d->price_max : d->price_min;
-        double ask = !isnan(a->price_min) ? a->price_min : a->price_max;
-        if (isnan(budget) || isnan(ask)) return -1;
+        if ((isnan(d->price_min) && isnan(d->price_max)) || (isnan(a->price_min) && isnan(a->price_max))) return -1;
+        double budget = !isnan(d->price_max) ? d->price_max : INFINITY;
+        double ask = !isnan(a->price_min) ? a->price_min : 0;
         if (ask <= budget) return 1;
         return ask > 0 ? (float)(budget / ask) : 1;
     }

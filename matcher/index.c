@@ -692,9 +692,10 @@ bool dt_index_passes(const dt_index *idx, uint32_t s, const dt_filter *f)
     if (f->trl_max && idx->trl[s] > f->trl_max) return false;
     if (f->modes && !(idx->modes[s] & f->modes)) return false;
     double lo = idx->pmin[s], hi = idx->pmax[s];
-    if (isnan(lo)) lo = hi;
-    if (isnan(hi)) hi = lo;
-    if (!isnan(lo)) { /* a record with no prices passes */
+    if (!isnan(lo) || !isnan(hi)) { /* a record with no prices passes (negotiable) */
+        /* a missing end is open: only a minimum is "from that price up", only a maximum "up to it" */
+        if (isnan(lo)) lo = 0;
+        if (isnan(hi)) hi = INFINITY;
         if (!isnan(f->price_max) && lo > f->price_max) return false;
         if (!isnan(f->price_min) && hi < f->price_min) return false;
     }

@@ -669,8 +669,10 @@ float dt_outcome_delta(const dt_outcome_policy *p, unsigned pair_flags, unsigned
     float delta = 0;
     if (pair_flags & DT_OUTCOME_PAIR_ENGAGED) delta += p->engaged_boost;
     if ((achievement_flags & DT_OUTCOME_ACH_PRICE) && demand && achievement) {
-        double budget = !isnan(demand->price_max) ? demand->price_max : demand->price_min;
-        double ask = !isnan(achievement->price_min) ? achievement->price_min : achievement->price_max;
+        /* the demand's highest budget below the achievement's lowest ask, as the structured fit
+         * reads them: only a demand's maximum bounds its budget, only an achievement's minimum
+         * bounds its ask (a missing end is open) */
+        double budget = demand->price_max, ask = achievement->price_min;
         if (!isnan(budget) && !isnan(ask) && budget < ask) delta -= p->price_penalty;
     }
     if ((achievement_flags & DT_OUTCOME_ACH_STAGE) && demand && achievement && demand->trl > 0 &&

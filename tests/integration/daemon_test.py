@@ -722,6 +722,50 @@ def test_errors(tap, tw, pb2, d, max_body, max_k, max_text, max_records):
            "/metrics counts RPCs by method and error code")
 
 
+def test_one_ended_prices(tap, tw, pb2):
+    """The .proto: a record with only price_min offers "from that price up", only price_max "up to
+    that price", none is negotiable. The filter keeps records whose range overlaps the filter's; the
+    structured price fit compares the demand's highest budget with the achievement's lowest ask."""
+    A, D = pb2.SIDE_ACHIEVEMENT, pb2.SIDE_DEMAND
+    t, text = "prices", "sulfide solid-state electrolyte for lithium metal batteries"
+    recs = [make_record(pb2, t, "a-min", A, "a-min", text, price_min=300000.0),
+            make_record(pb2, t, "a-max", A, "a-max", text, price_max=8000000.0),
+            make_record(pb2, t, "a-both", A, "a-both", text, price_min=100.0, price_max=200.0),
+            make_record(pb2, t, "a-none", A, "a-none", text),
+            make_record(pb2, t, "a-high", A, "a-high", text, price_min=3000000.0),
+            make_record(pb2, t, "d-from", D, "d-from", text, price_min=1000000.0),
+            make_record(pb2, t, "d-upto", D, "d-upto", text, price_max=100000.0)]
+    r, _ = tw.call_pb("UpsertRecords", pb2.UpsertRecordsRequest(tenant=t, records=recs))
+    tap.ok(r.status == 200, "one-ended prices: records stored", r)
+    cases = [({"priceMin": 1000000}, {"a-min", "a-max", "a-none", "a-high"}),
+             ({"priceMax": 100000}, {"a-max", "a-both", "a-none"}),
+             ({"priceMin": 500000, "priceMax": 900000}, {"a-min", "a-max", "a-none"})]
+    for flt, want in cases:
+        r, out = tw.call_json("Match", {"tenant": t, "text": text, "targetSide": "SIDE_ACHIEVEMENT", "k": 10,
+                                        "filter": flt})
+        got = {m["id"] for m in (out or {}).get("matches", [])} if r.status == 200 else None
+        tap.ok(got == want, "price filter %s keeps %s" % (json.dumps(flt), sorted(want)), "got %r" % (got,))
+
+    def price_parts(demand):
+        r, out = tw.call_json("Match", {"tenant": t, "record": {"side": "SIDE_DEMAND", "id": demand}, "k": 10,
+                                        "explain": True})
+        parts = {}
+        for m in (out or {}).get("matches", []) if r.status == 200 else []:
+            for p in (m.get("explanation") or {}).get("structuredParts", []):
+                if p.get("name") == "price":
+                    parts[m["id"]] = p.get("value", 0.0)
+        return parts
+
+    p = price_parts("d-from")  # budget from 1,000,000 up: no ask is too high
+    tap.ok(p.get("a-high") is not None and abs(p["a-high"] - p.get("a-both", -1)) < 1e-9,
+           "price fit: a demand from 1,000,000 up fits an ask of 3,000,000 as well as one of 100", repr(p))
+    p = price_parts("d-upto")  # budget up to 100,000; a-max asks up to 8,000,000 (so maybe less)
+    tap.ok(p.get("a-max") is not None and abs(p["a-max"] - p.get("a-both", -1)) < 1e-9,
+           "price fit: an ask of up to 8,000,000 fits a budget of 100,000 as well as one of 100..200", repr(p))
+    tap.ok(p.get("a-high") is not None and p["a-high"] < p.get("a-both", 0),
+           "price fit: an ask from 3,000,000 up does not fit a budget of up to 100,000", repr(p))
+
+
 def requests_errors():
     import requests
     return (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)
@@ -1162,6 +1206,7 @@ def run(tap, procs, tmp):
     stw = Twirp(small, pb2)
     cache_flow(tap, stw, pb2, "local")
     test_errors(tap, stw, pb2, small, 65536, 100, 2000, 20)
+    test_one_ended_prices(tap, stw, pb2)
     Procs.stop(small.proc)
 
     section("resource_exhausted from a full queue")

@@ -394,10 +394,10 @@ static void test_delta_rules(void **state)
     dt_outcome_policy_default(&p);
     dt_record poor = mkrec(DT_DEMAND, "poor", 7, NAN, 1e5);
     dt_record rich = mkrec(DT_DEMAND, "rich", 3, NAN, 1e7);
-    dt_record minonly = mkrec(DT_DEMAND, "minonly", 0, 2e5, NAN); /* budget = price_min */
+    dt_record minonly = mkrec(DT_DEMAND, "minonly", 0, 2e5, NAN); /* budget from 2e5 up: unbounded */
     dt_record nobudget = mkrec(DT_DEMAND, "nobudget", 0, NAN, NAN);
     dt_record ach = mkrec(DT_ACHIEVEMENT, "ach", 4, 5e5, 8e5);
-    dt_record maxonly = mkrec(DT_ACHIEVEMENT, "maxonly", 0, NAN, 1.5e5); /* ask = price_max */
+    dt_record maxonly = mkrec(DT_ACHIEVEMENT, "maxonly", 0, NAN, 1.5e5); /* asks up to 1.5e5: from 0 */
     const float eps = 1e-7f;
 
     assert_true(isinf(dt_outcome_delta(&p, DT_OUTCOME_PAIR_DECLINED | DT_OUTCOME_PAIR_ENGAGED, 0, &poor, &ach)));
@@ -405,13 +405,14 @@ static void test_delta_rules(void **state)
     assert_float_equal(dt_outcome_delta(&p, 0, 0, &poor, &ach), 0, eps);
     assert_float_equal(dt_outcome_delta(&p, DT_OUTCOME_PAIR_VIEWED | DT_OUTCOME_PAIR_CONTACTED, 0, &poor, &ach), 0, eps);
     assert_float_equal(dt_outcome_delta(&p, DT_OUTCOME_PAIR_ENGAGED, 0, &poor, &ach), p.engaged_boost, eps);
-    /* price: budget 1e5 < ask 5e5; rich 1e7 is not below; minonly 2e5 < 5e5; no budget: no penalty */
+    /* price: budget up to 1e5 < ask from 5e5; rich 1e7 is not below; a budget from 2e5 up has no
+     * ceiling; no budget: no penalty; an ask of up to 1.5e5 may be as low as any budget */
     assert_float_equal(dt_outcome_delta(&p, 0, DT_OUTCOME_ACH_PRICE, &poor, &ach), -p.price_penalty, eps);
     assert_float_equal(dt_outcome_delta(&p, 0, DT_OUTCOME_ACH_PRICE, &rich, &ach), 0, eps);
-    assert_float_equal(dt_outcome_delta(&p, 0, DT_OUTCOME_ACH_PRICE, &minonly, &ach), -p.price_penalty, eps);
+    assert_float_equal(dt_outcome_delta(&p, 0, DT_OUTCOME_ACH_PRICE, &minonly, &ach), 0, eps);
     assert_float_equal(dt_outcome_delta(&p, 0, DT_OUTCOME_ACH_PRICE, &nobudget, &ach), 0, eps);
     assert_float_equal(dt_outcome_delta(&p, 0, DT_OUTCOME_ACH_PRICE, &minonly, &maxonly), 0, eps);
-    assert_float_equal(dt_outcome_delta(&p, 0, DT_OUTCOME_ACH_PRICE, &poor, &maxonly), -p.price_penalty, eps);
+    assert_float_equal(dt_outcome_delta(&p, 0, DT_OUTCOME_ACH_PRICE, &poor, &maxonly), 0, eps);
     /* stage: poor needs TRL 7 > 4; rich needs 3; minonly states none; maxonly states none */
     assert_float_equal(dt_outcome_delta(&p, 0, DT_OUTCOME_ACH_STAGE, &poor, &ach), -p.stage_penalty, eps);
     assert_float_equal(dt_outcome_delta(&p, 0, DT_OUTCOME_ACH_STAGE, &rich, &ach), 0, eps);
