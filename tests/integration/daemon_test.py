@@ -766,6 +766,21 @@ def test_one_ended_prices(tap, tw, pb2):
            "price fit: an ask from 3,000,000 up does not fit a budget of up to 100,000", repr(p))
 
 
+def test_modes_are_a_set(tap, tw, pb2):
+    """The .proto: modes are a set, returned once each in the enum's order."""
+    rec = make_record(pb2, "modes", "m1", pb2.SIDE_ACHIEVEMENT, "m1", "solid-state electrolyte",
+                      modes=[pb2.MODE_CONSULTING, pb2.MODE_TRANSFER, pb2.MODE_JOINT_RD, pb2.MODE_TRANSFER])
+    r, _ = tw.call_pb("UpsertRecords", pb2.UpsertRecordsRequest(tenant="modes", records=[rec]))
+    r, out = tw.call_pb("GetRecord", pb2.GetRecordRequest(tenant="modes", side=pb2.SIDE_ACHIEVEMENT, id="m1"))
+    got = list(out.record.modes) if out is not None else None
+    want = [pb2.MODE_TRANSFER, pb2.MODE_JOINT_RD, pb2.MODE_CONSULTING]
+    tap.ok(got == want, "modes [consulting, transfer, joint_rd, transfer] come back as the set, in enum order",
+           "got %r" % (got,))
+    r, js = tw.call_json("GetRecord", {"tenant": "modes", "side": "SIDE_ACHIEVEMENT", "id": "m1"})
+    tap.ok(js is not None and js["record"]["modes"] == ["MODE_TRANSFER", "MODE_JOINT_RD", "MODE_CONSULTING"],
+           "... and the same in JSON", repr(js))
+
+
 def requests_errors():
     import requests
     return (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)
@@ -1207,6 +1222,7 @@ def run(tap, procs, tmp):
     cache_flow(tap, stw, pb2, "local")
     test_errors(tap, stw, pb2, small, 65536, 100, 2000, 20)
     test_one_ended_prices(tap, stw, pb2)
+    test_modes_are_a_set(tap, stw, pb2)
     Procs.stop(small.proc)
 
     section("resource_exhausted from a full queue")
