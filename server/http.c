@@ -593,6 +593,24 @@ static const dt_job_vt decode_vt = {decode_run, NULL, decode_done};
 
 #define TWIRP_PREFIX "/twirp/"
 
+/* HEAD (RFC 9110): headers only, never a body - evhttp would send the body of a reply to HEAD
+ * without a Content-Length, and a keep-alive client would read it as the start of its next
+ * response. /healthz answers as GET does; everything else 405 with the method it takes. */
+static void head_reply(dt_server *s, struct evhttp_request *req, const char *path)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    if (!strcmp(path, "/healthz")) {
+        atomic_fetch_add(&s->metrics.http_other[0], 1);
+        evhttp_add_header(h, "Content-Type", "text/plain");
+        evhttp_add_header(h, "Content-Length", "3"); /* GET's "ok\n" */
+        evhttp_send_reply(req, 200, "OK", NULL);
+        return;
+    }
+    evhttp_add_header(h, "Allow", strncmp(path, TWIRP_PREFIX, strlen(TWIRP_PREFIX)) ? "GET" : "POST");
+    evhttp_add_header(h, "Content-Length", "0");
+    evhttp_send_reply(req, 405, "Method Not Allowed", NULL);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     dt_server *s = arg;
@@ -600,6 +618,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !*path) path = "/";
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd == EVHTTP_REQ_HEAD) {
+        head_reply(s, req, path);
+        return;
+    }
     if (!strcmp(path, "/healthz")) {
         atomic_fetch_add(&s->metrics.http_other[0], 1);
         struct evbuffer *b = evbuffer_new();
@@ -609,12 +631,12 @@ static void on_request(struct evhttp_request *req, void *arg)
         evbuffer_free(b);
         return;
     }
-    if (!strcmp(path, "/metrics") && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)) {
+    if (!strcmp(path, "/metrics") && cmd == EVHTTP_REQ_GET) {
         if (s->auth && auth_route(s, req, "GET /metrics", NULL) < 0) return;
         serve_metrics(s, req);
         return;
     }
-    if (!strncmp(path, "/events/", 8) && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)) {
+    if (!strncmp(path, "/events/", 8) && cmd == EVHTTP_REQ_GET) {
         if (!dt_event_path_ok(path)) {
             atomic_fetch_add(&s->metrics.http_other[3], 1);
             struct evbuffer *b = evbuffer_new();

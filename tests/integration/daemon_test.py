@@ -880,6 +880,32 @@ def test_deadline(tap, d, pb2):
     tap.ok(good and tw.get("/healthz").status == 200, "after the deadlines the daemon still answers (Stats, healthz)")
 
 
+def test_head(tap, d):
+    """HEAD gets headers only (RFC 9110): /healthz as GET, the rest 405 with Allow. Sent on a
+    keep-alive connection with a GET behind it: a body after the HEAD answer would be read as the
+    start of the next response."""
+    for path, code, allow in (("/healthz", 200, None), ("/twirp/dovetail.v1.Matchmaker/Match", 405, "POST"),
+                              ("/events/public/x.html", 405, "GET"), ("/metrics", 405, "GET")):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        s.sendall(("HEAD %s HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+        data, deadline = b"", time.time() + 10
+        while data.count(b"HTTP/1.1 ") < 2 or not data.endswith(b"ok\n"):
+            if time.time() > deadline:
+                break
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        hdrs = {ln.split(":", 1)[0].lower(): ln.split(":", 1)[1].strip() for ln in lines[1:] if ":" in ln}
+        ok = (lines[0].startswith("HTTP/1.1 %d" % code) and rest.startswith(b"HTTP/1.1 200 OK")
+              and rest.endswith(b"ok\n") and (allow is None or hdrs.get("allow") == allow))
+        tap.ok(ok, "HEAD %s: %d, headers only%s, and the GET behind it is answered intact"
+               % (path, code, ", Allow: " + allow if allow else ""), repr(data[:300]))
+
+
 def test_shutdown_unavailable(tap, d):
     """Queued work when the daemon is told to stop: answered 503 unavailable, or finished."""
     bodies = [heavy_match(200 + i, 1000) for i in range(12)]
@@ -1212,6 +1238,7 @@ def run(tap, procs, tmp):
     test_cache_redis(tap, tw, pb2, procs, redis_port, tmp, redis)
     section("1,000 concurrent keep-alive connections")
     test_keepalive(tap, main_d, tw, pb2)
+    test_head(tap, main_d)
     rc = Procs.stop(main_d.proc, signal.SIGTERM, wait=15)
     tap.ok(rc == 0, "dovetaild exits 0 on SIGTERM", "exit status %r; stderr:\n%s" % (rc, main_d.stderr_tail()))
 
