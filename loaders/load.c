@@ -385,7 +385,8 @@ int dt_load_row_done(dt_load_ctx *ctx, dt_load_row *row, size_t line)
         rec->tenant = strdup(ctx->opts.default_tenant);
         if (!rec->tenant) return dt_load_fail(ctx, line, DT_ENOMEM, "out of memory");
     }
-    if (dt_record_validate(rec, &e) != 0) return dt_load_row_bad(ctx, row, line, &e);
+    if (dt_record_validate(rec, &e) != 0 || dt_record_check_names(rec, &e) != 0)
+        return dt_load_row_bad(ctx, row, line, &e);
     if (rec->dim && ctx->dim && rec->dim != ctx->dim) {
         dt_err_set(&e, DT_EINVAL, "embedding",
                    "%zu dimensions, expected %zu (all embeddings of a file share the dimension of "
@@ -899,7 +900,7 @@ static int load(dt_load_src *src, bool rewindable, const char *name, const dt_lo
         probe.tenant = (char *)ctx.opts.default_tenant;
         probe.id = "x";
         dt_err e = DT_ERR_INIT;
-        if (dt_record_validate(&probe, &e) != 0)
+        if (dt_record_validate(&probe, &e) != 0 || dt_record_check_names(&probe, &e) != 0)
             return dt_err_set(err, DT_EINVAL, "default_tenant", "%s", e.msg);
     }
 

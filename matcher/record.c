@@ -228,6 +228,41 @@ static int check_price(double v, const char *field, dt_err *err)
     return 0;
 }
 
+int dt_tenant_name_check(const char *name, const char *field, dt_err *err)
+{
+    size_t n = strlen(name);
+    if (n == 0) return dt_err_set(err, DT_EINVAL, field, "empty");
+    if (n > DT_TENANT_MAX) return dt_err_set(err, DT_ELIMIT, field, "%zu bytes: longer than %d bytes", n, DT_TENANT_MAX);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+              ch == '_' || ch == '-'))
+            return dt_err_set(err, DT_EINVAL, field,
+                              "byte 0x%02x at offset %zu: a tenant name is made of A-Z a-z 0-9 . _ -", ch, i);
+    }
+    if (!strcmp(name, ".") || !strcmp(name, ".."))
+        return dt_err_set(err, DT_EINVAL, field, "\"%s\" is not a tenant name", name);
+    return 0;
+}
+
+int dt_record_check_names(const dt_record *r, dt_err *err)
+{
+    int rc;
+    if (r->tenant && r->tenant[0] && (rc = dt_tenant_name_check(r->tenant, "tenant", err))) return rc;
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)(r->id ? r->id : "");
+    utf8proc_int32_t cp;
+    for (utf8proc_ssize_t i = 0, k; p[i]; i += k) {
+        if ((k = utf8proc_iterate(p + i, -1, &cp)) <= 0) return dt_err_set(err, DT_EINVAL, "id", "invalid UTF-8");
+        utf8proc_category_t c = utf8proc_category(cp);
+        if (c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_ZL ||
+            c == UTF8PROC_CATEGORY_ZP)
+            return dt_err_set(err, DT_EINVAL, "id",
+                              "holds U+%04X at offset %zd: ids take no control, format or separator characters",
+                              (unsigned)cp, i);
+    }
+    return 0;
+}
+
 int dt_record_validate(const dt_record *r, dt_err *err)
 {
     int rc;

@@ -62,6 +62,15 @@ int dt_record_copy(dt_record *dst, const dt_record *src, dt_err *err);
  * field ("id", "trl", "keywords[3]", ...) and err->msg says what is wrong. */
 int dt_record_validate(const dt_record *r, dt_err *err);
 
+/* The rules for names that new data must follow on top of dt_record_validate (records taken by the
+ * RPC, files loaded, `dovetail import`; not records already stored, which load as they are):
+ * a tenant name is 1..64 of A-Z a-z 0-9 . _ - (as a token's name), not "." or ".." - it becomes a
+ * directory and a URL segment; an id holds no control, format or line/paragraph separator
+ * character (U+0085, U+200B, U+202E, ...), which would display as something else or not at all.
+ * dt_tenant_name_check reports under `field`; dt_record_check_names under "tenant" or "id". */
+int dt_tenant_name_check(const char *name, const char *field, dt_err *err);
+int dt_record_check_names(const dt_record *r, dt_err *err);
+
 /* Parsers for the textual forms used by CSV, JSON and the CLI. Case-insensitive, surrounding
  * whitespace ignored. Return 0 and the value, or -DT_EINVAL with err naming `field`. */
 int dt_side_parse(const char *s, dt_side *out, const char *field, dt_err *err);   /* demand|achievement */

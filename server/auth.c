@@ -124,30 +124,15 @@ static bool name_ok(const char *s)
     return true;
 }
 
-/* The rules records apply to a tenant (record.c): 1-64 bytes of valid UTF-8, no control bytes, no
- * white space at either end. Returns NULL when fine, else what is wrong. */
+/* The rules new records apply to a tenant (dt_tenant_name_check, record.c). Returns NULL when
+ * fine, else what is wrong (in a static buffer: the loader's thread only). */
 static const char *tenant_problem(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0) return "empty (requests that name no tenant use \"public\": write that)";
-    if (n > DT_TENANT_MAX) return "longer than 64 bytes";
-    if (!strcmp(s, "*"))
-        return "\"*\" is not a wildcard: give the entry \"operator\": true for every tenant";
-    utf8proc_ssize_t i = 0;
-    utf8proc_int32_t cp = -1, first = -1;
-    while ((size_t)i < n) {
-        utf8proc_ssize_t k =
-            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)n - i, &cp);
-        if (k <= 0) return "not valid UTF-8";
-        if (cp < 0x20 || cp == 0x7f) return "contains a control character";
-        if (first < 0) first = cp;
-        i += k;
-    }
-    const utf8proc_property_t *pf = utf8proc_get_property(first), *pl = utf8proc_get_property(cp);
-    if (first == ' ' || pf->category == UTF8PROC_CATEGORY_ZS || cp == ' ' ||
-        pl->category == UTF8PROC_CATEGORY_ZS)
-        return "starts or ends with white space";
-    return NULL;
+    if (!*s) return "empty (requests that name no tenant use \"public\": write that)";
+    if (!strcmp(s, "*")) return "\"*\" is not a wildcard: give the entry \"operator\": true for every tenant";
+    static dt_err err;
+    err = (dt_err)DT_ERR_INIT;
+    return dt_tenant_name_check(s, "tenant", &err) < 0 ? err.msg : NULL;
 }
 
 /* An error about entry i (and its key, when not NULL), naming the entry when it has a name. */

@@ -312,7 +312,8 @@ static int precheck_outcome(dt_call *c)
 int dt_rpc_precheck(dt_call *c)
 {
     /* c->tenant is a copy cut to DT_TENANT_MAX bytes: the request's own field is what counts */
-    if (strlen(dt_rpc_tenant(c)) > DT_TENANT_MAX) return dt_rpc_bad(c, "tenant", "longer than %d bytes", DT_TENANT_MAX);
+    dt_err err = DT_ERR_INIT;
+    if (dt_tenant_name_check(dt_rpc_tenant(c), "tenant", &err) < 0) return dt_rpc_bad(c, "tenant", "%s", err.msg);
     int (*check)(dt_call *) = c->method_index < DT_M_COUNT ? dt_methods[c->method_index].precheck : NULL;
     return check ? check(c) : 0;
 }
@@ -383,7 +384,7 @@ static int record_from_pb(dt_call *c, const PbRecord *p, size_t i, dt_record *r)
         r->dim = p->n_embedding;
     }
     dt_err err = DT_ERR_INIT;
-    if (dt_record_validate(r, &err) < 0) {
+    if (dt_record_validate(r, &err) < 0 || dt_record_check_names(r, &err) < 0) {
         snprintf(field, sizeof field, "records[%zu].%.30s", i, err.field);
         return dt_rpc_bad(c, field, "%s", err.msg);
     }

@@ -266,7 +266,9 @@ def check_bad_files(tap, tmp):
         ("empty token", [{"name": "x", "token": "", "operator": True}], ["tokens[0].token", "empty"]),
         ("unknown key", [{"name": "x", "token": t, "tenant": [TA]}], ["tokens[0].tenant", "unknown key"]),
         ("bad tenant name", [{"name": "x", "token": t, "tenants": [TA, " padded"]}],
-         ["tokens[0].tenants[1]", "white space"]),
+         ["tokens[0].tenants[1]", "A-Z a-z 0-9 . _ -"]),
+        ("path-like tenant name", [{"name": "x", "token": t, "tenants": ["../../escape"]}],
+         ["tokens[0].tenants[0]", "A-Z a-z 0-9 . _ -"]),
         ("empty tenant name", [{"name": "x", "token": t, "tenants": [""]}], ["tokens[0].tenants[0]", "\"public\""]),
         ("entry granting nothing", [{"name": "x", "token": t}], ["tokens[0]", "grants nothing"]),
     ]

@@ -638,6 +638,17 @@ def test_errors(tap, tw, pb2, d, max_body, max_k, max_text, max_records):
           "text of Unicode spaces only (JSON): invalid_argument, argument text", "invalid_argument", "text")
     pbreq("GetRecord", pb2.GetRecordRequest(tenant="err", id="a-batt"), "GetRecord without side: argument side",
           "invalid_argument", "side")
+    # names: tenants as token names (A-Z a-z 0-9 . _ -), ids without control or format characters
+    jsreq("Match", {"tenant": "../../escape", "text": "battery", "targetSide": "SIDE_ACHIEVEMENT"},
+          "tenant '../../escape': invalid_argument, argument tenant", "invalid_argument", "tenant")
+    jsreq("UpsertRecords", {"tenant": "../../escape", "records": [{"id": "x", "side": "SIDE_DEMAND"}]},
+          "UpsertRecords in tenant '../../escape': argument tenant (not records[0].tenant)", "invalid_argument",
+          "tenant")
+    jsreq("StartRerank", {"tenant": "a b"}, "StartRerank in tenant 'a b': argument tenant", "invalid_argument",
+          "tenant")
+    for bad_id in ("x\u0085y", "abc\u202edef", "zero\u200bwidth"):
+        jsreq("UpsertRecords", {"tenant": "err", "records": [{"id": bad_id, "side": "SIDE_DEMAND", "title": "t"}]},
+              "id %r: invalid_argument, argument records[0].id" % bad_id, "invalid_argument", "records[0].id")
     still_good(tap, tw, pb2, recs, "invalid arguments")
 
     # not_found

@@ -495,6 +495,39 @@ static void test_empty_codes_are_absent(void **state)
     dt_record_free(&r);
 }
 
+/* Tenant names as token names; ids without control, format or separator characters. */
+static void test_names_of_new_data(void **state)
+{
+    (void)state;
+    dt_err err = DT_ERR_INIT;
+    const char *good[] = {"public", "suzhou-park", "a.b_c-D9", "x"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        assert_int_equal(dt_tenant_name_check(good[i], "tenant", &err), 0);
+    const char *bad[] = {"", "../../escape", ".", "..", "a b", "\xe7\xa0\x94\xe7\xa9\xb6", "a/b", "a%2e"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(dt_tenant_name_check(bad[i], "tenant", &err), -DT_EINVAL);
+        assert_string_equal(err.field, "tenant");
+    }
+    char longname[66];
+    memset(longname, 'a', 65);
+    longname[65] = 0;
+    assert_int_equal(dt_tenant_name_check(longname, "tenant", &err), -DT_ELIMIT);
+    dt_record r;
+    dt_record_init(&r);
+    r.id = "ok-\xe7\xa0\x94"; /* non-ASCII letters are fine in ids */
+    assert_int_equal(dt_record_check_names(&r, &err), 0);
+    const char *bad_ids[] = {"x\xc2\x85y", "abc\xe2\x80\xae" "def", "zero\xe2\x80\x8bwidth", "p\xe2\x80\xa8q"};
+    for (size_t i = 0; i < sizeof bad_ids / sizeof *bad_ids; i++) {
+        r.id = (char *)bad_ids[i];
+        assert_int_equal(dt_record_check_names(&r, &err), -DT_EINVAL);
+        assert_string_equal(err.field, "id");
+    }
+    r.id = "fine";
+    r.tenant = "../x";
+    assert_int_equal(dt_record_check_names(&r, &err), -DT_EINVAL);
+    assert_string_equal(err.field, "tenant");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_validate_sizes),
         cmocka_unit_test(test_validate_values),
         cmocka_unit_test(test_parse_and_names),
+        cmocka_unit_test(test_names_of_new_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
