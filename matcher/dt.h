@@ -18,7 +18,8 @@ enum {
     DT_EIO = 5,      /* an operating-system I/O call failed: dt_err.msg carries strerror */
     DT_ECORRUPT = 6, /* stored data failed a checksum or structural check */
     DT_ELIMIT = 7,   /* a configured limit was exceeded (size, count, k) */
-    DT_EINTERNAL = 8 /* a library call we rely on failed (BLAS/LAPACK info != 0) */
+    DT_EINTERNAL = 8,/* a library call we rely on failed (BLAS/LAPACK info != 0) */
+    DT_ERANGE = 9    /* a well-formed value outside the range its field takes (JSON k: -1) */
 };
 
 /* An error: a code, the field (or "file:line") it is about, and a message a user can act on.

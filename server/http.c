@@ -557,6 +557,9 @@ static int decode(dt_call *c, const uint8_t *data, size_t len)
         if (s->cfg.max_decode)
             snprintf(err.msg + strlen(err.msg), sizeof err.msg - strlen(err.msg), " (--max-decode-mb %zu)",
                      s->cfg.max_decode >> 20);
+    } else if (rc == -DT_ERANGE) {
+        c->code = TW_INVALID_ARGUMENT; /* as the same value sent in protobuf is */
+        err.code = DT_EINVAL;
     } else {
         c->code = rc == -DT_ENOMEM ? TW_INTERNAL : TW_MALFORMED;
     }

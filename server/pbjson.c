@@ -232,6 +232,20 @@ static int fail(dec *c, const char *fmt, ...)
     return dt_err_set(c->err, DT_EINVAL, field, "%s", msg);
 }
 
+/* A well-formed number outside what its field holds: -DT_ERANGE (invalid_argument, not malformed). */
+static int fail_range(dec *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail_range(dec *c, const char *fmt, ...)
+{
+    char msg[sizeof c->err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fail(c, "%s", msg);
+    c->err->code = DT_ERANGE;
+    return -DT_ERANGE;
+}
+
 static int nomem(dec *c) { return dt_err_set(c->err, DT_ENOMEM, c->path, "out of memory decoding JSON"); }
 
 static void path_append(dec *c, const char *s, size_t n)
@@ -402,7 +416,7 @@ static int json_int(dec *c, const json_t *v, bool *neg, uint64_t *mag, char *tex
         double x = json_real_value(v);
         snprintf(text, cap, "%.17g", x);
         if (x != floor(x)) return fail(c, "expected an integer, got %s", text);
-        if (fabs(x) >= 18446744073709551616.0) return fail(c, "%s is out of range", text);
+        if (fabs(x) >= 18446744073709551616.0) return fail_range(c, "%s is out of range", text);
         *neg = x < 0;
         *mag = (uint64_t)fabs(x);
         return 0;
@@ -414,7 +428,7 @@ static int json_int(dec *c, const json_t *v, bool *neg, uint64_t *mag, char *tex
         switch (parse_int_text(s, n, neg, mag)) {
         case NUM_OK: return 0;
         case NUM_FRACTION: return fail(c, "expected an integer, got \"%s\"", text);
-        case NUM_RANGE: return fail(c, "\"%s\" is out of range", text);
+        case NUM_RANGE: return fail_range(c, "\"%s\" is out of range", text);
         default: return fail(c, "expected an integer, got the string \"%s\"", text);
         }
     }
@@ -463,7 +477,7 @@ static int store_int(dec *c, ProtobufCType t, bool neg, uint64_t mag, const char
     default:
         return fail(c, "internal: not an integer type");
     }
-    return fail(c, "%s is out of range for %s", text, tname);
+    return fail_range(c, "%s is out of range for %s", text, tname);
 }
 
 static int decode_double(dec *c, const json_t *v, double *out)
@@ -490,7 +504,7 @@ static int decode_double(dec *c, const json_t *v, double *out)
             errno = 0;
             *out = strtod(s, NULL);
             if (errno == ERANGE && isinf(*out))
-                return fail(c, "\"%s\" is out of range for a double", shown(s, n, text, sizeof text));
+                return fail_range(c, "\"%s\" is out of range for a double", shown(s, n, text, sizeof text));
         }
         return 0;
     }
@@ -652,7 +666,7 @@ static int decode_value(dec *c, const ProtobufCFieldDescriptor *f, const json_t 
         int rc = decode_double(c, v, &x);
         if (rc) return rc;
         float y = (float)x;
-        if (isinf(y) && !isinf(x)) return fail(c, "%.9g is out of range for a float", x);
+        if (isinf(y) && !isinf(x)) return fail_range(c, "%.9g is out of range for a float", x);
         *(float *)dst = y;
         return 0;
     }
@@ -722,7 +736,7 @@ static int decode_map_key(dec *c, const ProtobufCFieldDescriptor *kf, const char
     bool neg;
     uint64_t mag;
     int r = parse_int_text(key, klen, &neg, &mag);
-    if (r == NUM_RANGE) return fail(c, "map key \"%s\" is out of range", text);
+    if (r == NUM_RANGE) return fail_range(c, "map key \"%s\" is out of range", text);
     if (r != NUM_OK) return fail(c, "map key \"%s\" is not an integer", text);
     return store_int(c, kf->type, neg, mag, text, dst);
 }
@@ -1097,7 +1111,8 @@ int dt_pbjson_decode_bounded(const ProtobufCMessageDescriptor *d, const char *js
     }
 
     json_error_t je;
-    json_t *root = json_loadb(text, tlen, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    /* protojson refuses an object that names a field twice; so does jansson with this flag */
+    json_t *root = json_loadb(text, tlen, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         free(copy);
         /* jansson reports a failed allocation as such, or (in its set-up) not at all */

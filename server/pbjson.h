@@ -76,8 +76,12 @@ typedef struct dt_pbjson_opts {
  *   -DT_EINVAL  err->field is the JSON path of the offending value as the caller spelled it
  *               ("records[2].trl", "counts[\"a\"]"; a path too long for err->field keeps its
  *               end, after "...") and err->msg says what was expected;
- *               for text that is not JSON at all (or not UTF-8, or nested too deeply) err->field
- *               is "" and err->msg gives the line and column;
+ *               for text that is not JSON at all (or not UTF-8, or nested too deeply, or an
+ *               object naming a key twice, which protojson refuses too) err->field is "" and
+ *               err->msg gives the line and column;
+ *   -DT_ERANGE  a well-formed number outside the range of its field (k: -1 for a uint32, 1e39
+ *               for a float): err as for -DT_EINVAL (dovetaild answers invalid_argument, as it
+ *               does for the same value in protobuf, rather than malformed);
  *   -DT_ENOMEM  an allocation failed.
  * err may be NULL. Thread-safe. */
 int dt_pbjson_decode(const ProtobufCMessageDescriptor *d, const char *json, size_t len,

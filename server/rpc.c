@@ -137,7 +137,8 @@ int dt_rpc_check_weights(dt_call *c, const Dovetail__V1__Weights *w)
     double v[3] = {w->dense, w->lexical, w->structured};
     const char *names[3] = {"weights.dense", "weights.lexical", "weights.structured"};
     for (int i = 0; i < 3; i++)
-        if (!isfinite(v[i]) || v[i] < 0 || v[i] > 1e6) return dt_rpc_bad(c, names[i], "must be a finite number >= 0");
+        if (!isfinite(v[i]) || v[i] < 0 || v[i] > 1e6)
+            return dt_rpc_bad(c, names[i], "%g: a weight is a number from 0 to 1e6", v[i]);
     if (v[0] + v[1] + v[2] <= 0) return dt_rpc_bad(c, "weights", "at least one weight must be > 0");
     return 0;
 }

@@ -314,12 +314,13 @@ def test_json(tap, d):
           "invalid_argument", "text", "a 60 KB text (--max-text 2000)")
     check(tap, d, "Match", '{"tenant":"good","text":"a","targetSide":"SIDE_ACHIEVEMENT","k":1e99999}',
           "malformed", None, "k = 1e99999")
+    # a well-formed number out of k's range is invalid_argument, as the same value in protobuf is
     check(tap, d, "Match", '{"tenant":"good","text":"a","targetSide":"SIDE_ACHIEVEMENT","k":"1' + "0" * 5000 + '"}',
-          "malformed", "k", "k as a 5,000-digit string")
+          "invalid_argument", "k", "k as a 5,000-digit string")
     check(tap, d, "Match", '{"tenant":"good","text":"a","targetSide":"SIDE_ACHIEVEMENT","k":' + "9" * 30000 + "}",
-          "malformed", "k", "k as a 30,000-digit number")
+          "invalid_argument", "k", "k as a 30,000-digit number")
     check(tap, d, "Match", '{"tenant":"good","text":"a","targetSide":"SIDE_ACHIEVEMENT","k":-1}',
-          "malformed", "k", "k = -1")
+          "invalid_argument", "k", "k = -1")
     check(tap, d, "Match", '{"tenant":"good","text":"a","targetSide":"SIDE_ACHIEVEMENT","k":4294967295}',
           "invalid_argument", "k", "k = 2^32-1")
     check(tap, d, "Match", '{"tenant":"good","text":"a","targetSide":"SIDE_ACHIEVEMENT","k":5,"offset":4294967290}',

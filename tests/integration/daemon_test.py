@@ -626,6 +626,18 @@ def test_errors(tap, tw, pb2, d, max_body, max_k, max_text, max_records):
           "invalid_argument", "target_side")
     jsreq("Match", {"tenant": "err", "text": "battery", "targetSide": "SIDE_ACHIEVEMENT", "weights": {"dense": -1}},
           "negative weight: argument weights.dense", "invalid_argument", "weights.dense")
+    # the same value gets the same answer in JSON and protobuf; JSON names a key once
+    jsreq("Match", {"tenant": "err", "text": "battery", "targetSide": "SIDE_ACHIEVEMENT", "k": -1},
+          "JSON k: -1: invalid_argument, argument k (as k out of range in protobuf)", "invalid_argument", "k")
+    r = tw.raw("Match", b'{"tenant":"err","text":"battery","text":"weld","targetSide":"SIDE_ACHIEVEMENT"}',
+               "application/json")
+    check_twirp_error(tap, r, "malformed", "a JSON object naming text twice: malformed (as protojson)")
+    r, out = tw.call_json("Match", {"tenant": "err", "text": "battery", "targetSide": "SIDE_ACHIEVEMENT",
+                                    "weights": {"dense": 1e308}})
+    check_twirp_error(tap, r, "invalid_argument", "weight 1e308: invalid_argument, argument weights.dense",
+                      "weights.dense")
+    tap.ok(r.status == 400 and "1e6" in r.body.decode() and "finite" not in r.body.decode(),
+           "... and the message gives the real limit (1e6), not 'not finite'", r.body[:300])
     jsreq("Match", {"tenant": "err", "text": "battery", "targetSide": "SIDE_ACHIEVEMENT", "filter": {"trlMin": 10}},
           "filter trl_min 10: argument filter.trl_min", "invalid_argument", "filter.trl_min")
     jsreq("Match", {"tenant": "err", "text": "battery", "targetSide": "SIDE_ACHIEVEMENT",
