@@ -210,14 +210,11 @@ static void line_col(const char *text, size_t off, size_t *line, size_t *col)
     }
 }
 
-static int fail(dec *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(dec *c, const char *fmt, ...)
+/* err = code at the value being decoded (its path) with the message; returns -code. */
+static int vfail(dec *c, int code, const char *fmt, va_list ap)
 {
     char msg[sizeof c->err->msg];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     char field[sizeof c->err->field];
     size_t keep = c->plen, from = 0;
     if (keep >= sizeof field) { /* keep the end, which names the value itself */
@@ -229,21 +226,28 @@ static int fail(dec *c, const char *fmt, ...)
     } else {
         memcpy(field, c->path, keep + 1);
     }
-    return dt_err_set(c->err, DT_EINVAL, field, "%s", msg);
+    return dt_err_set(c->err, code, field, "%s", msg);
+}
+
+static int fail(dec *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(dec *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail(c, DT_EINVAL, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* A well-formed number outside what its field holds: -DT_ERANGE (invalid_argument, not malformed). */
 static int fail_range(dec *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail_range(dec *c, const char *fmt, ...)
 {
-    char msg[sizeof c->err->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rc = vfail(c, DT_ERANGE, fmt, ap);
     va_end(ap);
-    fail(c, "%s", msg);
-    c->err->code = DT_ERANGE;
-    return -DT_ERANGE;
+    return rc;
 }
 
 static int nomem(dec *c) { return dt_err_set(c->err, DT_ENOMEM, c->path, "out of memory decoding JSON"); }
