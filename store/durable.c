@@ -26,6 +26,7 @@
  */
 #include "durable.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,6 +35,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <xxhash.h>
 
 #include "codec.h"
 #include "snapshot.h"
@@ -1014,6 +1017,27 @@ static int load_once(const char *dir, const dt_engine_opts *eo, dt_engine **e, d
     return rc;
 }
 
+/* A hash of a directory's entries (names, sizes, modification times): what changes when a
+ * running daemon writes, rotates or prunes its files. */
+static uint64_t dir_state(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    uint64_t h = 0;
+    struct dirent *de;
+    char path[4200];
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (stat(path, &st) != 0) continue;
+        uint64_t v[3] = {(uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec};
+        /* order-independent: readdir's order is not stable */
+        h += XXH3_64bits_withSeed(v, sizeof v, XXH3_64bits(de->d_name, strlen(de->d_name)));
+    }
+    closedir(d);
+    return h;
+}
+
 int dt_durable_load_readonly(const char *dir, const dt_engine_opts *eo, dt_engine **e, dt_outcome_store **os,
                              dt_durable_load_report *rep, dt_err *err)
 {
@@ -1031,14 +1055,16 @@ int dt_durable_load_readonly(const char *dir, const dt_engine_opts *eo, dt_engin
     for (unsigned attempt = 1; attempt <= 3; attempt++) {
         memset(rep, 0, sizeof *rep);
         rep->attempts = attempt;
+        uint64_t before = dir_state(dir);
         rc = load_once(dir, eo ? eo : &def, e, os, rep, err);
         if (rc == 0) return 0;
         dt_outcome_store_free(*os);
         dt_engine_free(*e);
         *os = NULL;
         *e = NULL;
-        /* a daemon's snapshot may have pruned (or replaced) a file between listing and reading */
-        if (rc != -DT_ECORRUPT && rc != -DT_EIO) break;
+        /* a daemon's snapshot may have pruned (or replaced) a file between listing and reading;
+         * a directory that did not change meanwhile is really damaged: no point in trying again */
+        if ((rc != -DT_ECORRUPT && rc != -DT_EIO) || dir_state(dir) == before) break;
         struct timespec pause = {0, 200 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }

@@ -117,7 +117,8 @@ typedef struct dt_durable_load_report {
 
 /* Reads the state of a data directory without writing it: no lock taken, a torn tail is ignored
  * rather than cut, nothing is created or deleted. Safe while a daemon holds the directory: if a
- * snapshot it writes meanwhile prunes files this load needed, the load starts again (3 attempts).
+ * snapshot it writes meanwhile prunes files this load needed, the load starts again (3 attempts; only
+ * when the directory's files changed during the failed attempt).
  * On 0, *e (a new engine made with eo, NULL for defaults) holds the records and *os (a new store)
  * the outcome events and served counts as of the last journal entry read; the caller frees both.
  * The LSA bases are not loaded (records are searchable by text, not by dense vectors): this is a
