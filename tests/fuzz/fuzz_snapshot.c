@@ -8,7 +8,9 @@
  *   bit 3  recompute the section count in the trailer when the sections end exactly at it
  *   bits 4-5  the file's seq when bit 1 is clear
  *   bit 6  also put a copy of it under a temp-file name (never to be read)
- *   bit 7  the callback stops the load at the first section the daemon's decoders refuse
+ *   bit 7  the callback stops the load at the first section the daemon's decoders refuse, and a
+ *          directory that loads is read again by dt_durable_load_readonly: dovetaild's own
+ *          decoders (DT_S_INDEXED, DT_S_EPOCHS included) into an engine
  * Sections are decoded as dovetaild's (fuzz_durable.h). Checks: an error fills err; on success the
  * report adds up (files found, temp files, sections delivered = callback calls, *seq = the loaded
  * file's seq, nothing loaded only when there is no snapshot); the input file, when it verifies and
@@ -22,6 +24,7 @@
 
 #include <xxhash.h>
 
+#include "durable.h"
 #include "fuzz_durable.h"
 #include "fuzz_util.h"
 #include "snapshot.h"
@@ -161,6 +164,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                          rep.rejected[0].reason[0],
                      "the input file was not loaded and is not listed as rejected");
         }
+    }
+    if (rc == 0 && (flags & 0x80)) {
+        /* the directory as dovetaild reads it: every section through its own decoders (records,
+         * counted terms and rows, epochs, outcomes), into an engine (slow: half the inputs) */
+        dt_engine *e = NULL;
+        dt_outcome_store *os = NULL;
+        dt_err derr = DT_ERR_INIT;
+        int drc = dt_durable_load_readonly(dir, NULL, &e, &os, NULL, &derr);
+        if (drc)
+            fz_check(derr.msg[0] && !e && !os, "dt_durable_load_readonly %d without a message", drc);
+        else
+            fz_check(e && os, "dt_durable_load_readonly succeeded without a state");
+        dt_engine_free(e);
+        dt_outcome_store_free(os);
     }
     fz_dir_clear();
     free(buf);

@@ -13,6 +13,7 @@
  * time in the snapshot headers.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "durable.h"
 #include "dovetail/v1/matchmaker.pb-c.h"
 #include "fuzz_twirp.h"
 #include "journal.h"
@@ -640,6 +642,43 @@ static void journal_seeds(const rec_list *recs)
     free(dir);
 }
 
+/* A snapshot as dovetaild writes it (dt_durable_snapshot): a basis, records with their counted
+ * terms and rows (DT_S_INDEXED) and the epochs. */
+static void daemon_snapshot_seed(const rec_list *recs)
+{
+    char *dir = tmp_dir("durable");
+    dt_err err = DT_ERR_INIT;
+    dt_engine *e = dt_engine_new(NULL, &err);
+    dt_outcome_store *os = dt_outcome_store_new(&err);
+    if (!e || !os) die("engine: %s", err.msg);
+    pthread_rwlock_t lock;
+    pthread_rwlock_init(&lock, NULL);
+    dt_durable_opts o = {dir, DT_FSYNC_NO, (size_t)1 << 40, true, NULL, NULL, NULL};
+    dt_durable *d = dt_durable_open(e, os, &lock, &o, &err);
+    if (!d) die("durable: %s", err.msg);
+    for (size_t i = 0; i < recs->n && i < 40; i++) {
+        dt_record r;
+        if (dt_record_copy(&r, &recs->v[i], &err) != 0) die("copy: %s", err.msg);
+        free(r.tenant);
+        r.tenant = NULL;
+        if (dt_engine_upsert(e, &r, &err) != 0) dt_record_free(&r); /* a demo record the engine refuses */
+    }
+    if (dt_engine_build(e, NULL, &err) != 0) die("build: %s", err.msg);
+    if (dt_durable_snapshot(d, &err) != 0) die("snapshot: %s", err.msg);
+    dt_durable_close(d, false);
+    dt_outcome_store_free(os);
+    dt_engine_free(e);
+    pthread_rwlock_destroy(&lock);
+    char path[512];
+    snprintf(path, sizeof path, "%s/snapshot.%020d.dt", dir, 0);
+    size_t n;
+    char *file = read_all(path, &n);
+    seed("snapshot", "daemon-0", 0x02 | 0x80, file, n); /* as dovetaild wrote it, read as it reads it */
+    free(file);
+    rm_dir(dir);
+    free(dir);
+}
+
 static void snapshot_seeds(const rec_list *recs)
 {
     char *dir = tmp_dir("snapshot");
@@ -691,6 +730,7 @@ static void snapshot_seeds(const rec_list *recs)
     free(file);
     rm_dir(dir);
     free(dir);
+    daemon_snapshot_seed(recs);
 }
 
 static void codec_seeds(const rec_list *recs)
