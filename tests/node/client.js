@@ -25,7 +25,7 @@ if (!base || !genDir) {
 }
 const pb = require(path.resolve(genDir, "dovetail/v1/matchmaker.js"));
 const { MatchmakerClient } = require(path.resolve(genDir, "dovetail/v1/matchmaker.client.js"));
-const { Side, Mode } = pb;
+const { Side, Mode, OutcomeKind } = pb;
 const expect = expectFile ? JSON.parse(fs.readFileSync(expectFile, "utf8")) : null;
 
 let n = 0;
@@ -219,6 +219,27 @@ async function run(sendJson) {
     ok(st.tenants.length === 1 && t && t.achievements === 2 && t.demands === 1 && t.open === 3 &&
         t.indexEpoch >= up.indexEpoch,
         `[${tag}] Stats counts 2 achievements and 1 demand (the refused record not stored)`, show(st));
+
+    // a filtered Match: TRL 7 and up keeps n-a2 alone (n-a1 is TRL 6)
+    const filtered = await match({
+        tenant, query: { oneofKind: "record", record: { side: Side.DEMAND, id: "n-d1" } }, k: 5,
+        filter: { trlMin: 7 },
+    });
+    ok(show(filtered.matches.map((m) => m.id)) === show(["n-a2"]),
+        `[${tag}] Match with filter trl_min 7 keeps n-a2 alone`, show(filtered.matches.map((m) => m.id)));
+
+    // an outcome: the demand contacted an achievement
+    const oc = (await client.recordOutcome(pb.RecordOutcomeRequest.create({
+        tenant, outcomes: [{ demandId: "n-d1", achievementId: "n-a1", kind: OutcomeKind.CONTACTED }],
+    }))).response;
+    ok(oc.recorded === 1 && oc.tenantOutcomes === 1n && oc.indexEpoch > up.indexEpoch,
+        `[${tag}] RecordOutcome records the contact`, show(oc));
+    const badOc = await failure(client.recordOutcome(pb.RecordOutcomeRequest.create({
+        tenant, outcomes: [{ demandId: "n-d1", achievementId: "no-such-id", kind: OutcomeKind.CONTACTED }],
+    })).response);
+    ok(badOc && badOc.code === "not_found" && badOc.meta && badOc.meta.argument === "outcomes[0].achievement_id",
+        `[${tag}] RecordOutcome naming an unknown achievement: not_found, meta.argument outcomes[0].achievement_id`,
+        badOc && show({ code: badOc.code, msg: badOc.message, meta: badOc.meta }));
 
     const del = (await client.deleteRecords(pb.DeleteRecordsRequest.create({
         tenant, side: Side.ACHIEVEMENT, ids: ["n-a2", "never-was"],
