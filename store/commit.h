@@ -47,7 +47,7 @@ typedef struct dt_store {
      * re-learn is done inline, by the write that made it due. */
     size_t background_docs;
     int fit_nice;            /* the fit runs on a thread of this nice value (0..19; 0 = as the caller) */
-    bool quiet;              /* no log line when a background re-learn fails */
+    bool quiet;              /* no log lines (re-learns in the background, slow commits) */
     /* NULL: dt_engine_relearn_fit; tests put one here that waits, to write during a fit */
     int (*fit_fn)(dt_engine_relearn *r, dt_err *err);
     /* the store's own */
