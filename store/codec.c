@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "files.h"
+
 /* ---- writer ---- */
 
 void dt_codec_buf_init(dt_codec_buf *b)
@@ -55,25 +57,11 @@ static int reserve(dt_codec_buf *b, size_t n)
     return 0;
 }
 
-static void store_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t load_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 static int put_le(dt_codec_buf *b, uint64_t v, int n)
 {
     int rc = reserve(b, (size_t)n);
     if (rc) return rc;
-    store_le(b->data + b->len, v, n);
+    dt_le_store(b->data + b->len, v, n);
     b->len += (size_t)n;
     return 0;
 }
@@ -116,7 +104,7 @@ int dt_codec_put_f32s(dt_codec_buf *b, const float *v, size_t n)
     for (size_t i = 0; i < n; i++) {
         uint32_t bits;
         memcpy(&bits, &v[i], sizeof bits);
-        store_le(b->data + b->len + 4 * i, bits, 4);
+        dt_le_store(b->data + b->len + 4 * i, bits, 4);
     }
 #endif
     b->len += n * 4;
@@ -227,7 +215,7 @@ static int get_le(dt_codec_reader *rd, uint64_t *out, int n, const char *field, 
 {
     int rc = need(rd, (size_t)n, field, err);
     if (rc) return rc;
-    *out = load_le(rd->p + rd->pos, n);
+    *out = dt_le_load(rd->p + rd->pos, n);
     rd->pos += (size_t)n;
     return 0;
 }
@@ -281,7 +269,7 @@ int dt_codec_get_f32s(dt_codec_reader *rd, float *out, size_t n, const char *fie
     if (n) memcpy(out, rd->p + rd->pos, n * 4);
 #else
     for (size_t i = 0; i < n; i++) {
-        uint32_t bits = (uint32_t)load_le(rd->p + rd->pos + 4 * i, 4);
+        uint32_t bits = (uint32_t)dt_le_load(rd->p + rd->pos + 4 * i, 4);
         memcpy(&out[i], &bits, sizeof bits);
     }
 #endif

@@ -38,26 +38,14 @@
 
 #include <xxhash.h>
 
+#include "files.h"
+
 #define ENTRY_MAGIC 0xD7
 #define NAME_PREFIX "journal."
 #define NAME_SUFFIX ".log"
 #define NAME_DIGITS 20
 
 /* ---- encoding, names and directories (writer and reader) ---- */
-
-static void store_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t load_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 /* checksum = XXH3_64bits_withSeed(header[0..14), 14, seed = XXH3_64bits(payload)) */
 static uint64_t entry_checksum(const uint8_t *hdr, uint64_t payload_hash)
@@ -69,9 +57,9 @@ static void make_header(uint8_t *hdr, uint8_t type, size_t len, uint64_t seq, ui
 {
     hdr[0] = ENTRY_MAGIC;
     hdr[1] = type;
-    store_le(hdr + 2, (uint64_t)len, 4);
-    store_le(hdr + 6, seq, 8);
-    store_le(hdr + 14, entry_checksum(hdr, payload_hash), 8);
+    dt_le_store(hdr + 2, (uint64_t)len, 4);
+    dt_le_store(hdr + 6, seq, 8);
+    dt_le_store(hdr + 14, entry_checksum(hdr, payload_hash), 8);
 }
 
 static void file_name(char *buf, size_t n, uint64_t seq)
@@ -98,96 +86,22 @@ static uint64_t parse_name(const char *name)
     return v;
 }
 
-static int io_err(dt_err *err, const char *what, const char *path, int e)
-{
-    return dt_err_set(err, DT_EIO, path, "%s %s: %s", what, path, strerror(e));
-}
-
-static int mkdir_p(const char *dir, dt_err *err)
-{
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
-        return dt_err_set(err, DT_EINVAL, "dir", "path too long: %s", dir);
-    for (char *p = path + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(path, 0755) != 0 && errno != EEXIST)
-                return io_err(err, "cannot create", path, errno);
-            *p = c;
-            if (!c) break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0) return io_err(err, "cannot stat", dir, errno);
-    if (!S_ISDIR(st.st_mode)) return dt_err_set(err, DT_EINVAL, dir, "%s is not a directory", dir);
-    return 0;
-}
-
-static int fsync_dir(const char *dir, dt_err *err)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return io_err(err, "cannot open directory", dir, errno);
-    int rc = 0;
-    if (fsync(fd) != 0) rc = io_err(err, "cannot fsync directory", dir, errno);
-    close(fd);
-    return rc;
-}
-
-static int join_path(char *buf, size_t n, const char *dir, const char *name, dt_err *err)
-{
-    if (snprintf(buf, n, "%s/%s", dir, name) >= (int)n)
-        return dt_err_set(err, DT_EINVAL, "dir", "path too long: %s/%s", dir, name);
-    return 0;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
+static bool pick_journal(const char *name, void *elem)
+{
+    return (*(uint64_t *)elem = parse_name(name)) != 0;
+}
+
 /* The first seqs of dir's journal files, ascending, in *out (malloc'd, caller frees). A missing dir
  * is an empty list. */
 static int list_files(const char *dir, uint64_t **out, size_t *n, dt_err *err)
 {
-    *out = NULL;
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (errno == ENOENT) return 0;
-        return io_err(err, "cannot read directory", dir, errno);
-    }
-    size_t cap = 0;
-    struct dirent *e;
-    errno = 0;
-    while ((e = readdir(d)) != NULL) {
-        uint64_t seq = parse_name(e->d_name);
-        if (!seq) continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *p = realloc(*out, cap * sizeof *p);
-            if (!p) {
-                closedir(d);
-                free(*out);
-                *out = NULL;
-                *n = 0;
-                return dt_err_set(err, DT_ENOMEM, "dir", "out of memory listing %s", dir);
-            }
-            *out = p;
-        }
-        (*out)[(*n)++] = seq;
-    }
-    int e2 = errno;
-    closedir(d);
-    if (e2) {
-        free(*out);
-        *out = NULL;
-        *n = 0;
-        return io_err(err, "cannot read directory", dir, e2);
-    }
-    if (*n) qsort(*out, *n, sizeof **out, cmp_u64);
-    return 0;
+    return dt_file_list(dir, pick_journal, sizeof **out, cmp_u64, (void **)out, n, err);
 }
 
 int dt_fsync_policy_parse(const char *s, dt_fsync_policy *out, dt_err *err)
@@ -226,13 +140,13 @@ const char *dt_fsync_policy_name(dt_fsync_policy p)
 int dt_journal_lock_dir(const char *dir, int *lock_fd, dt_err *err)
 {
     *lock_fd = -1;
-    int rc = mkdir_p(dir, err);
+    int rc = dt_file_mkdir_p(dir, err);
     if (rc) return rc;
     /* the directory itself, not a file in it: a lock file can be deleted (and re-created and
      * locked by a second process) under a running daemon; a directory that holds the journal cannot
      * be removed, and a process that locks it finds the lock of the one already there */
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return io_err(err, "cannot open", dir, errno);
+    if (fd < 0) return dt_file_io_err(err, "cannot open", dir, errno);
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(fd);
@@ -241,7 +155,7 @@ int dt_journal_lock_dir(const char *dir, int *lock_fd, dt_err *err)
                               "data directory %s is in use by another process (it holds a lock on the "
                               "directory)",
                               dir);
-        return io_err(err, "cannot lock", dir, e);
+        return dt_file_io_err(err, "cannot lock", dir, e);
     }
     *lock_fd = fd;
     return 0;
@@ -353,14 +267,14 @@ static int open_current(dt_journal *j, uint64_t seq, bool create, dt_err *err)
 {
     char name[64], path[PATH_MAX];
     file_name(name, sizeof name, seq);
-    int rc = join_path(path, sizeof path, j->dir, name, err);
+    int rc = dt_file_join(path, sizeof path, j->dir, name, err);
     if (rc) return rc;
     int flags = O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
     int fd = open(path, flags, 0600);
-    if (fd < 0) return io_err(err, create ? "cannot create" : "cannot open", path, errno);
+    if (fd < 0) return dt_file_io_err(err, create ? "cannot create" : "cannot open", path, errno);
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        rc = io_err(err, "cannot stat", path, errno);
+        rc = dt_file_io_err(err, "cannot stat", path, errno);
         close(fd);
         return rc;
     }
@@ -381,11 +295,11 @@ static int sync_file(const char *dir, uint64_t seq, dt_err *err)
 {
     char name[64], path[PATH_MAX];
     file_name(name, sizeof name, seq);
-    int rc = join_path(path, sizeof path, dir, name, err);
+    int rc = dt_file_join(path, sizeof path, dir, name, err);
     if (rc) return rc;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return io_err(err, "cannot open", path, errno);
-    if (fdatasync(fd) != 0) rc = io_err(err, "cannot fdatasync", path, errno);
+    if (fd < 0) return dt_file_io_err(err, "cannot open", path, errno);
+    if (fdatasync(fd) != 0) rc = dt_file_io_err(err, "cannot fdatasync", path, errno);
     close(fd);
     return rc;
 }
@@ -400,7 +314,7 @@ dt_journal *dt_journal_open(const char *dir, dt_fsync_policy p, uint64_t next_se
         dt_err_set(err, DT_EINVAL, "fsync", "unknown fsync policy %d", (int)p);
         return NULL;
     }
-    if (mkdir_p(dir, err) != 0) return NULL;
+    if (dt_file_mkdir_p(dir, err) != 0) return NULL;
     dt_journal *j = calloc(1, sizeof *j);
     if (!j) {
         dt_err_set(err, DT_ENOMEM, "journal", "out of memory");
@@ -432,7 +346,7 @@ dt_journal *dt_journal_open(const char *dir, dt_fsync_policy p, uint64_t next_se
         if (newest && sync_file(dir, newest, err) != 0) goto fail_alloc;
         if (open_current(j, next_seq, true, err) != 0) goto fail_alloc;
     }
-    if (fsync_dir(dir, err) != 0) goto fail_fd;
+    if (dt_file_fsync_dir(dir, err) != 0) goto fail_fd;
 
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -590,7 +504,7 @@ int dt_journal_rotate(dt_journal *j, dt_err *err)
         j->file_size = old_size;
         goto out;
     }
-    if ((rc = fsync_dir(j->dir, err))) {
+    if ((rc = dt_file_fsync_dir(j->dir, err))) {
         /* The new file might vanish in a crash, taking acknowledged entries with it. */
         mark_broken(j, "fsync of the directory holding", EIO);
         close(old_fd);
@@ -650,16 +564,16 @@ int dt_journal_prune(const char *dir, uint64_t snapshot_seq, size_t *deleted, dt
         if (files[i + 1] - 1 > snapshot_seq) break;
         char name[64], path[PATH_MAX];
         file_name(name, sizeof name, files[i]);
-        if ((rc = join_path(path, sizeof path, dir, name, err))) break;
+        if ((rc = dt_file_join(path, sizeof path, dir, name, err))) break;
         if (unlink(path) != 0 && errno != ENOENT) {
-            rc = io_err(err, "cannot delete", path, errno);
+            rc = dt_file_io_err(err, "cannot delete", path, errno);
             break;
         }
         removed++;
     }
     free(files);
     if (removed) {
-        int rc2 = fsync_dir(dir, rc ? NULL : err);
+        int rc2 = dt_file_fsync_dir(dir, rc ? NULL : err);
         if (!rc) rc = rc2;
     }
     if (deleted) *deleted = removed;
@@ -692,7 +606,7 @@ static int parse_entry(const uint8_t *p, uint64_t size, uint64_t off, entry *e, 
         if (why) snprintf(why, why_n, "format byte 0x%02x, expected 0x%02x", h[0], ENTRY_MAGIC);
         return -1;
     }
-    uint64_t len = load_le(h + 2, 4);
+    uint64_t len = dt_le_load(h + 2, 4);
     if (len > DT_JOURNAL_PAYLOAD_MAX) {
         if (why)
             snprintf(why, why_n, "payload length %" PRIu64 " exceeds the limit of %zu", len,
@@ -708,14 +622,14 @@ static int parse_entry(const uint8_t *p, uint64_t size, uint64_t off, entry *e, 
         return -1;
     }
     const uint8_t *payload = h + DT_JOURNAL_HEADER_SIZE;
-    uint64_t want = load_le(h + 14, 8);
+    uint64_t want = dt_le_load(h + 14, 8);
     if (entry_checksum(h, XXH3_64bits(payload, (size_t)len)) != want) {
         if (why) snprintf(why, why_n, "checksum mismatch (entry of %" PRIu64 " bytes)", len);
         return -1;
     }
     e->type = h[1];
     e->len = (uint32_t)len;
-    e->seq = load_le(h + 6, 8);
+    e->seq = dt_le_load(h + 6, 8);
     e->payload = payload;
     return 0;
 }
@@ -746,14 +660,14 @@ static const char *damaged_full_entry(const uint8_t *p, uint64_t size, uint64_t 
     uint64_t left = size - off;
     if (left < DT_JOURNAL_HEADER_SIZE) return NULL;
     const uint8_t *h = p + off;
-    uint64_t len = load_le(h + 2, 4), body = left - DT_JOURNAL_HEADER_SIZE;
+    uint64_t len = dt_le_load(h + 2, 4), body = left - DT_JOURNAL_HEADER_SIZE;
     if (h[0] == ENTRY_MAGIC && len <= body) return "its checksum does not match";
     if (body > DT_JOURNAL_PAYLOAD_MAX) return NULL;
-    uint64_t want = load_le(h + 14, 8), payload_hash = XXH3_64bits(h + DT_JOURNAL_HEADER_SIZE, (size_t)body);
+    uint64_t want = dt_le_load(h + 14, 8), payload_hash = XXH3_64bits(h + DT_JOURNAL_HEADER_SIZE, (size_t)body);
     uint8_t fixed[DT_JOURNAL_HEADER_SIZE];
     memcpy(fixed, h, sizeof fixed);
     fixed[0] = ENTRY_MAGIC;
-    store_le(fixed + 2, body, 4);
+    dt_le_store(fixed + 2, body, 4);
     if (entry_checksum(fixed, payload_hash) == want)
         return h[0] != ENTRY_MAGIC ? "its format byte is damaged" : "its length field is damaged";
     return NULL;
@@ -772,12 +686,12 @@ typedef struct {
 static int cut_tail(const char *path, uint64_t off, dt_err *err)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return io_err(err, "cannot open for truncation", path, errno);
+    if (fd < 0) return dt_file_io_err(err, "cannot open for truncation", path, errno);
     int rc = 0;
     if (ftruncate(fd, (off_t)off) != 0)
-        rc = io_err(err, "cannot truncate the torn tail of", path, errno);
+        rc = dt_file_io_err(err, "cannot truncate the torn tail of", path, errno);
     else if (fsync(fd) != 0)
-        rc = io_err(err, "cannot fsync after truncating", path, errno);
+        rc = dt_file_io_err(err, "cannot fsync after truncating", path, errno);
     close(fd);
     return rc;
 }
@@ -786,13 +700,13 @@ static int replay_file(replay_ctx *c, uint64_t first_seq, bool last, dt_err *err
 {
     char name[64], path[PATH_MAX];
     file_name(name, sizeof name, first_seq);
-    int rc = join_path(path, sizeof path, c->dir, name, err);
+    int rc = dt_file_join(path, sizeof path, c->dir, name, err);
     if (rc) return rc;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return io_err(err, "cannot open", path, errno);
+    if (fd < 0) return dt_file_io_err(err, "cannot open", path, errno);
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        rc = io_err(err, "cannot stat", path, errno);
+        rc = dt_file_io_err(err, "cannot stat", path, errno);
         close(fd);
         return rc;
     }
@@ -801,7 +715,7 @@ static int replay_file(replay_ctx *c, uint64_t first_seq, bool last, dt_err *err
     if (size) {
         void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED) {
-            rc = io_err(err, "cannot map", path, errno);
+            rc = dt_file_io_err(err, "cannot map", path, errno);
             close(fd);
             return rc;
         }

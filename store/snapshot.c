@@ -23,6 +23,8 @@
 
 #include <xxhash.h>
 
+#include "files.h"
+
 #define MAGIC "DTSNAP\0\0"
 #define TRAILER_MAGIC "DTSNEND\0"
 #define HEADER_SIZE 32
@@ -32,20 +34,6 @@
 #define NAME_SUFFIX ".dt"
 #define TEMP_MARK ".tmp."
 #define NAME_DIGITS 20
-
-static void store_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t load_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 static void file_name(char *buf, size_t n, uint64_t seq)
 {
@@ -80,46 +68,6 @@ static bool parse_name(const char *name, uint64_t *seq, bool *temp)
     return true;
 }
 
-static int io_err(dt_err *err, const char *what, const char *path, int e)
-{
-    return dt_err_set(err, DT_EIO, path, "%s %s: %s", what, path, strerror(e));
-}
-
-static int join_path(char *buf, size_t n, const char *dir, const char *name, dt_err *err)
-{
-    if (snprintf(buf, n, "%s/%s", dir, name) >= (int)n)
-        return dt_err_set(err, DT_EINVAL, "dir", "path too long: %s/%s", dir, name);
-    return 0;
-}
-
-static int mkdir_p(const char *dir, dt_err *err)
-{
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
-        return dt_err_set(err, DT_EINVAL, "dir", "path too long: %s", dir);
-    for (char *p = path + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(path, 0755) != 0 && errno != EEXIST)
-                return io_err(err, "cannot create", path, errno);
-            *p = c;
-            if (!c) break;
-        }
-    }
-    return 0;
-}
-
-static int fsync_dir(const char *dir, dt_err *err)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return io_err(err, "cannot open directory", dir, errno);
-    int rc = 0;
-    if (fsync(fd) != 0) rc = io_err(err, "cannot fsync directory", dir, errno);
-    close(fd);
-    return rc;
-}
-
 typedef struct {
     uint64_t seq;
     bool temp;
@@ -133,47 +81,18 @@ static int cmp_desc(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+static bool pick_snapshot(const char *name, void *elem)
+{
+    dir_entry *de = elem;
+    if (!parse_name(name, &de->seq, &de->temp)) return false;
+    snprintf(de->name, sizeof de->name, "%s", name);
+    return true;
+}
+
 /* Snapshot and temp files of dir, newest seq first, in *out (malloc'd). A missing dir is empty. */
 static int list_dir(const char *dir, dir_entry **out, size_t *n, dt_err *err)
 {
-    *out = NULL;
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (errno == ENOENT) return 0;
-        return io_err(err, "cannot read directory", dir, errno);
-    }
-    size_t cap = 0;
-    struct dirent *e;
-    errno = 0;
-    while ((e = readdir(d)) != NULL) {
-        dir_entry de;
-        if (!parse_name(e->d_name, &de.seq, &de.temp)) continue;
-        snprintf(de.name, sizeof de.name, "%s", e->d_name);
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            dir_entry *p = realloc(*out, cap * sizeof *p);
-            if (!p) {
-                closedir(d);
-                free(*out);
-                *out = NULL;
-                *n = 0;
-                return dt_err_set(err, DT_ENOMEM, "dir", "out of memory listing %s", dir);
-            }
-            *out = p;
-        }
-        (*out)[(*n)++] = de;
-    }
-    int e2 = errno;
-    closedir(d);
-    if (e2) {
-        free(*out);
-        *out = NULL;
-        *n = 0;
-        return io_err(err, "cannot read directory", dir, e2);
-    }
-    if (*n) qsort(*out, *n, sizeof **out, cmp_desc);
-    return 0;
+    return dt_file_list(dir, pick_snapshot, sizeof **out, cmp_desc, (void **)out, n, err);
 }
 
 /* ---- writer ---- */
@@ -193,7 +112,7 @@ static int write_hashed(dt_snapshot_writer *w, const void *p, size_t n, dt_err *
 {
     if (n && fwrite(p, 1, n, w->f) != n) {
         w->failed = DT_EIO;
-        return io_err(err, "cannot write", w->tmp_path, errno ? errno : EIO);
+        return dt_file_io_err(err, "cannot write", w->tmp_path, errno ? errno : EIO);
     }
     if (n) XXH3_64bits_update(w->hash, p, n);
     return 0;
@@ -210,7 +129,7 @@ static void writer_free(dt_snapshot_writer *w, bool remove_tmp)
 int dt_snapshot_begin(const char *dir, uint64_t seq, dt_snapshot_writer **out, dt_err *err)
 {
     *out = NULL;
-    int rc = mkdir_p(dir, err);
+    int rc = dt_file_mkdir_p(dir, err);
     if (rc) return rc;
     dt_snapshot_writer *w = calloc(1, sizeof *w);
     if (!w) return dt_err_set(err, DT_ENOMEM, "snapshot", "out of memory");
@@ -219,7 +138,7 @@ int dt_snapshot_begin(const char *dir, uint64_t seq, dt_snapshot_writer **out, d
     file_name(w->final_name, sizeof w->final_name, seq);
     char tmp_name[96];
     snprintf(tmp_name, sizeof tmp_name, "%s" TEMP_MARK "XXXXXX", w->final_name);
-    if ((rc = join_path(w->tmp_path, sizeof w->tmp_path, dir, tmp_name, err))) {
+    if ((rc = dt_file_join(w->tmp_path, sizeof w->tmp_path, dir, tmp_name, err))) {
         free(w);
         return rc;
     }
@@ -230,13 +149,13 @@ int dt_snapshot_begin(const char *dir, uint64_t seq, dt_snapshot_writer **out, d
     }
     int fd = mkostemp(w->tmp_path, O_CLOEXEC);
     if (fd < 0) {
-        rc = io_err(err, "cannot create", w->tmp_path, errno);
+        rc = dt_file_io_err(err, "cannot create", w->tmp_path, errno);
         writer_free(w, false);
         return rc;
     }
     w->f = fdopen(fd, "wb");
     if (!w->f) {
-        rc = io_err(err, "cannot open", w->tmp_path, errno);
+        rc = dt_file_io_err(err, "cannot open", w->tmp_path, errno);
         close(fd);
         writer_free(w, true);
         return rc;
@@ -244,9 +163,9 @@ int dt_snapshot_begin(const char *dir, uint64_t seq, dt_snapshot_writer **out, d
     setvbuf(w->f, NULL, _IOFBF, 1 << 20);
     uint8_t hdr[HEADER_SIZE] = {0};
     memcpy(hdr, MAGIC, 8);
-    store_le(hdr + 8, DT_SNAPSHOT_FORMAT, 4);
-    store_le(hdr + 16, seq, 8);
-    store_le(hdr + 24, (uint64_t)(int64_t)time(NULL), 8);
+    dt_le_store(hdr + 8, DT_SNAPSHOT_FORMAT, 4);
+    dt_le_store(hdr + 16, seq, 8);
+    dt_le_store(hdr + 24, (uint64_t)(int64_t)time(NULL), 8);
     if ((rc = write_hashed(w, hdr, sizeof hdr, err))) {
         writer_free(w, true);
         return rc;
@@ -264,7 +183,7 @@ int dt_snapshot_put(dt_snapshot_writer *w, uint8_t type, const void *payload, si
     if (len && !payload) return dt_err_set(err, DT_EINVAL, "payload", "NULL with length %zu", len);
     uint8_t sh[SECTION_HEADER_SIZE];
     sh[0] = type;
-    store_le(sh + 1, (uint64_t)len, 8);
+    dt_le_store(sh + 1, (uint64_t)len, 8);
     int rc = write_hashed(w, sh, sizeof sh, err);
     if (!rc) rc = write_hashed(w, payload, len, err);
     if (!rc) w->sections++;
@@ -289,7 +208,7 @@ static int prune(const char *dir, uint64_t seq, dt_err *err)
             del = ++kept > DT_SNAPSHOT_KEEP;
         if (!del) continue;
         char path[PATH_MAX];
-        if ((rc = join_path(path, sizeof path, dir, v[i].name, err))) break;
+        if ((rc = dt_file_join(path, sizeof path, dir, v[i].name, err))) break;
         if (unlink(path) != 0 && errno != ENOENT) {
             char name[64];
             file_name(name, sizeof name, seq);
@@ -302,7 +221,7 @@ static int prune(const char *dir, uint64_t seq, dt_err *err)
     free(v);
     if (removed) {
         dt_err tmp = DT_ERR_INIT;
-        if (fsync_dir(dir, &tmp) != 0 && !rc) {
+        if (dt_file_fsync_dir(dir, &tmp) != 0 && !rc) {
             char name[64];
             file_name(name, sizeof name, seq);
             rc = dt_err_set(err, DT_EIO, "dir", "%s committed, but after deleting old files: %s",
@@ -323,34 +242,34 @@ int dt_snapshot_commit(dt_snapshot_writer *w, dt_err *err)
     }
     uint8_t tr[TRAILER_SIZE];
     memcpy(tr, TRAILER_MAGIC, 8);
-    store_le(tr + 8, w->sections, 8);
+    dt_le_store(tr + 8, w->sections, 8);
     if ((rc = write_hashed(w, tr, 16, err))) goto fail;
-    store_le(tr + 16, XXH3_64bits_digest(w->hash), 8);
+    dt_le_store(tr + 16, XXH3_64bits_digest(w->hash), 8);
     if (fwrite(tr + 16, 1, 8, w->f) != 8) {
-        rc = io_err(err, "cannot write", w->tmp_path, errno ? errno : EIO);
+        rc = dt_file_io_err(err, "cannot write", w->tmp_path, errno ? errno : EIO);
         goto fail;
     }
     if (fflush(w->f) != 0) {
-        rc = io_err(err, "cannot write", w->tmp_path, errno);
+        rc = dt_file_io_err(err, "cannot write", w->tmp_path, errno);
         goto fail;
     }
     if (fsync(fileno(w->f)) != 0) {
-        rc = io_err(err, "cannot fsync", w->tmp_path, errno);
+        rc = dt_file_io_err(err, "cannot fsync", w->tmp_path, errno);
         goto fail;
     }
     FILE *f = w->f;
     w->f = NULL;
     if (fclose(f) != 0) {
-        rc = io_err(err, "cannot close", w->tmp_path, errno);
+        rc = dt_file_io_err(err, "cannot close", w->tmp_path, errno);
         goto fail;
     }
     char final_path[PATH_MAX];
-    if ((rc = join_path(final_path, sizeof final_path, w->dir, w->final_name, err))) goto fail;
+    if ((rc = dt_file_join(final_path, sizeof final_path, w->dir, w->final_name, err))) goto fail;
     if (rename(w->tmp_path, final_path) != 0) {
-        rc = io_err(err, "cannot rename the finished snapshot to", final_path, errno);
+        rc = dt_file_io_err(err, "cannot rename the finished snapshot to", final_path, errno);
         goto fail;
     }
-    if ((rc = fsync_dir(w->dir, err))) {
+    if ((rc = dt_file_fsync_dir(w->dir, err))) {
         writer_free(w, false);
         return rc;
     }
@@ -383,14 +302,14 @@ static int verify(const uint8_t *p, uint64_t size, uint64_t name_seq, const char
     /* Every format version ends with the XXH3-64 of all bytes before it, so a damaged file is told
      * apart from one written by a newer build before the version is believed. */
     uint64_t tpos = size - TRAILER_SIZE;
-    uint64_t want = load_le(p + size - 8, 8);
+    uint64_t want = dt_le_load(p + size - 8, 8);
     uint64_t got = XXH3_64bits(p, (size_t)(size - 8));
     if (got != want)
         return dt_err_set(err, DT_ECORRUPT, path,
                           "%s: checksum mismatch (stored at offset %" PRIu64 ": %016" PRIx64
                           ", contents hash to %016" PRIx64 "): truncated or damaged",
                           path, size - 8, want, got);
-    uint32_t version = (uint32_t)load_le(p + 8, 4);
+    uint32_t version = (uint32_t)dt_le_load(p + 8, 4);
     if (version != DT_SNAPSHOT_FORMAT)
         return dt_err_set(
             err, DT_EINVAL, path,
@@ -400,21 +319,21 @@ static int verify(const uint8_t *p, uint64_t size, uint64_t name_seq, const char
     if (memcmp(p + tpos, TRAILER_MAGIC, 8) != 0)
         return dt_err_set(err, DT_ECORRUPT, path,
                           "%s offset %" PRIu64 ": trailer magic \"DTSNEND\" expected", path, tpos);
-    if (load_le(p + 12, 4) != 0)
+    if (dt_le_load(p + 12, 4) != 0)
         return dt_err_set(err, DT_ECORRUPT, path, "%s offset 12: reserved field is not zero", path);
-    uint64_t seq = load_le(p + 16, 8);
+    uint64_t seq = dt_le_load(p + 16, 8);
     if (seq != name_seq)
         return dt_err_set(err, DT_ECORRUPT, path,
                           "%s offset 16: header seq %" PRIu64
                           " does not match the file name (seq %" PRIu64 ")",
                           path, seq, name_seq);
-    uint64_t count = load_le(p + tpos + 8, 8), n = 0, off = HEADER_SIZE;
+    uint64_t count = dt_le_load(p + tpos + 8, 8), n = 0, off = HEADER_SIZE;
     while (off < tpos) {
         if (tpos - off < SECTION_HEADER_SIZE)
             return dt_err_set(err, DT_ECORRUPT, path,
                               "%s offset %" PRIu64 ": section header runs into the trailer", path,
                               off);
-        uint64_t len = load_le(p + off + 1, 8);
+        uint64_t len = dt_le_load(p + off + 1, 8);
         if (len > tpos - off - SECTION_HEADER_SIZE)
             return dt_err_set(err, DT_ECORRUPT, path,
                               "%s offset %" PRIu64 ": section of %" PRIu64
@@ -437,15 +356,15 @@ static int map_file(const char *path, const uint8_t **p, uint64_t *size, dt_err 
     *p = NULL;
     *size = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return io_err(err, "cannot open", path, errno);
+    if (fd < 0) return dt_file_io_err(err, "cannot open", path, errno);
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) != 0) {
-        rc = io_err(err, "cannot stat", path, errno);
+        rc = dt_file_io_err(err, "cannot stat", path, errno);
     } else if (st.st_size > 0) {
         void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED)
-            rc = io_err(err, "cannot map", path, errno);
+            rc = dt_file_io_err(err, "cannot map", path, errno);
         else {
             *p = m;
             *size = (uint64_t)st.st_size;
@@ -472,7 +391,7 @@ static int deliver(const uint8_t *p, uint64_t size, dt_snapshot_cb cb, void *ud,
     drop_pages(p, 0, size); /* the verification read every page */
     while (off < tpos) {
         uint8_t type = p[off];
-        uint64_t len = load_le(p + off + 1, 8);
+        uint64_t len = dt_le_load(p + off + 1, 8);
         if (cb) {
             int rc = cb(ud, type, p + off + SECTION_HEADER_SIZE, (size_t)len, err);
             if (rc) return rc;
@@ -509,7 +428,7 @@ int dt_snapshot_load_latest(const char *dir, dt_snapshot_cb cb, void *ud, uint64
     for (size_t i = 0; i < n && !loaded && !rc; i++) {
         if (v[i].temp) continue;
         char path[PATH_MAX];
-        if ((rc = join_path(path, sizeof path, dir, v[i].name, err))) break;
+        if ((rc = dt_file_join(path, sizeof path, dir, v[i].name, err))) break;
         const uint8_t *p;
         uint64_t size;
         dt_err ve = DT_ERR_INIT;
@@ -534,7 +453,7 @@ int dt_snapshot_load_latest(const char *dir, dt_snapshot_cb cb, void *ud, uint64
         }
         snprintf(rep->loaded, sizeof rep->loaded, "%.63s", v[i].name);
         rep->seq = v[i].seq;
-        rep->created = (int64_t)load_le(p + 24, 8);
+        rep->created = (int64_t)dt_le_load(p + 24, 8);
         rep->bytes = size;
         rc = deliver(p, size, cb, ud, rep, err);
         munmap((void *)p, (size_t)size);
